@@ -68,9 +68,7 @@ def aggregate(
     until: datetime | None = None,
 ) -> pl.DataFrame:
     """Aggregate the bound `flows` view into edges, sorted by key for deterministic output."""
-    frame = sql.relation(
-        con, "edges", since=_naive_utc(since), until=_naive_utc(until)
-    ).pl()
+    frame = sql.relation(con, "edges", since=_naive_utc(since), until=_naive_utc(until)).pl()
     return conform(frame)
 
 

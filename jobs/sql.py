@@ -52,9 +52,7 @@ def load(name: str) -> Query:
         raise ValueError(f"bad query name {name!r}")
     path = sql_dir() / f"{name}.sql"
     text = path.read_text(encoding="utf-8")
-    doc = "\n".join(
-        line[2:].strip() for line in text.splitlines() if line.startswith("--")
-    ).strip()
+    doc = "\n".join(line[2:].strip() for line in text.splitlines() if line.startswith("--")).strip()
     params = frozenset(_PARAM.findall(_STRIP.sub("", text)))
     return Query(name=name, text=text, params=params, doc=doc)
 
@@ -63,9 +61,7 @@ def names() -> list[str]:
     return sorted(p.stem for p in sql_dir().glob("*.sql"))
 
 
-def relation(
-    con: duckdb.DuckDBPyConnection, name: str, **params: Any
-) -> duckdb.DuckDBPyRelation:
+def relation(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyRelation:
     """Run query `name` and return the relation (call `.pl()`, `.arrow()` or `.fetchall()`)."""
     query = load(name)
     query.check(params)

@@ -27,9 +27,8 @@ FROM range(n) t(i)
 
 def _flows(con: duckdb.DuckDBPyConnection, dest_type: str, n: int) -> None:
     con.execute(
-        "CREATE OR REPLACE TABLE flows AS " + _ROW.replace("dt AS", "$dt AS").replace(
-            "range(n)", "range($n)"
-        ),
+        "CREATE OR REPLACE TABLE flows AS "
+        + _ROW.replace("dt AS", "$dt AS").replace("range(n)", "range($n)"),
         {"dt": dest_type, "n": n},
     )
 
