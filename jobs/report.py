@@ -44,7 +44,9 @@ class RuleEntry:
 @dataclass(frozen=True)
 class NamespaceEntry:
     namespace: str
+    name: str
     status: str
+    lastUpdated: str  # mirrors Calico's annotation name
     stagedAction: str  # mirrors Calico's field name
     manifest: str | None
     rules: tuple[RuleEntry, ...]
@@ -64,7 +66,8 @@ class Exclusion:
 @dataclass(frozen=True)
 class Rejection:
     reason: str
-    rows: int
+    edges: int
+    flows: int
     samples: tuple[str, ...]
 
 
@@ -95,7 +98,8 @@ def summary_counts(report: RunReport) -> dict[str, int]:
         "egress_rules": sum(1 for r in rules if r.direction == "egress"),
         "ingress_rules": sum(1 for r in rules if r.direction == "ingress"),
         "excluded_flows": sum(e.flows for e in report.excluded),
-        "rejected_rows": sum(r.rows for r in report.rejected),
+        "rejected_edges": sum(r.edges for r in report.rejected),
+        "rejected_flows": sum(r.flows for r in report.rejected),
     }
 
 
@@ -127,7 +131,7 @@ def to_markdown(report: RunReport) -> str:
         f"{counts['egress_rules']} egress and {counts['ingress_rules']} ingress rules; "
         f"{counts['no_data']} namespaces without data; "
         f"{counts['excluded_flows']} flows left to higher tiers; "
-        f"{counts['rejected_rows']} rows rejected.",
+        f"{counts['rejected_flows']} flows rejected as invalid input.",
         "",
         f"Window {report.window['since']} .. {report.window['until']}, flavor "
         f"`{report.flavor}`, tier `{report.tier}`.",
@@ -169,9 +173,15 @@ def to_markdown(report: RunReport) -> str:
         ]
         tail.append("")
     if report.rejected:
-        tail += ["### Rejected rows", "", "| reason | rows | samples |", "|---|---|---|"]
         tail += [
-            f"| {r.reason} | {r.rows} | {_cell(', '.join(r.samples))} |" for r in report.rejected
+            "### Rejected input",
+            "",
+            "| reason | edges | flows | samples |",
+            "|---|---|---|---|",
+        ]
+        tail += [
+            f"| {r.reason} | {r.edges} | {r.flows} | {_cell(', '.join(r.samples))} |"
+            for r in report.rejected
         ]
         tail.append("")
     text = "\n".join(lines + body + tail)
