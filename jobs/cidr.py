@@ -1,0 +1,188 @@
+"""CIDR arithmetic for rule peers: lossless collapsing and capped, minimal-widening aggregation.
+
+`aggregate` turns observed addresses into at most `cap` prefixes per IP family. It starts from
+the lossless collapse of the addresses and then repeatedly merges the pair of neighbouring
+blocks whose smallest common supernet adds the fewest addresses that were not already covered.
+Ties go to the lower network address, then the longer prefix, so the result depends only on
+the set of inputs, never on their order. With `within`, a merge is allowed only when the
+supernet stays inside one of the given containers (RFC 1918 for private peers): private
+addresses in 10/8 and 192.168/16 must never be widened to a prefix that also covers public space.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Family = Literal[4, 6]
+
+RFC1918: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+PRIVATE_V6: tuple[str, ...] = ("fc00::/7",)
+# What "any public address" must exclude so that a fallback never admits the cluster itself,
+# the node's loopback or link-local services (metadata endpoints live at 169.254.169.254).
+NON_PUBLIC_V4: tuple[str, ...] = (
+    *RFC1918,
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+)
+NON_PUBLIC_V6: tuple[str, ...] = ("::1/128", "fc00::/7", "fe80::/10")
+ANY: dict[Family, str] = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def network(value: str) -> Network:
+    """Parse an address or CIDR (host bits allowed) into a network; ValueError if invalid."""
+    return ipaddress.ip_network(value.strip(), strict=False)
+
+
+def family(value: str) -> Family:
+    return 6 if network(value).version == 6 else 4
+
+
+def sort_key(net: Network) -> tuple[int, int, int]:
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def collapse(values: Iterable[str]) -> tuple[str, ...]:
+    """Lossless: the fewest prefixes covering exactly the given addresses/CIDRs, v4 first."""
+    nets = [network(v) for v in values]
+    out: list[Network] = []
+    for version in (4, 6):
+        same = [n for n in nets if n.version == version]
+        out.extend(_collapse(same))
+    return tuple(str(n) for n in sorted(out, key=sort_key))
+
+
+def _collapse(nets: list[Network]) -> list[Network]:
+    """Lossless collapse of one family's networks, sorted."""
+    collapsed: Iterable[Network] = ipaddress.collapse_addresses(nets)  # type: ignore[type-var]
+    return sorted(collapsed, key=sort_key)
+
+
+def covers(nets: Iterable[str], address: str) -> bool:
+    target = network(address)
+    return any(
+        target.version == n.version and target.subnet_of(n)  # type: ignore[arg-type]
+        for n in map(network, nets)
+    )
+
+
+def exclusions(fam: Family, cluster_cidrs: Sequence[str]) -> tuple[str, ...]:
+    """notNets for an "any public address" rule of one family: non-public space + the cluster."""
+    base = NON_PUBLIC_V4 if fam == 4 else NON_PUBLIC_V6
+    extra = [c for c in cluster_cidrs if family(c) == fam]
+    return collapse([*base, *extra])
+
+
+def _supernet(a: Network, b: Network) -> Network:
+    """The smallest prefix containing both blocks."""
+    bits = a.max_prefixlen
+    diff = int(a.network_address) ^ int(b.broadcast_address)
+    plen = min(bits - diff.bit_length(), a.prefixlen, b.prefixlen)
+    base = (int(a.network_address) >> (bits - plen)) << (bits - plen)
+    return type(a)((base, plen))
+
+
+def _aggregate_family(nets: list[Network], cap: int, within: Sequence[Network]) -> list[Network]:
+    """Greedy merging on the binary trie of the blocks.
+
+    Merging two neighbouring blocks yields their smallest common supernet; every such supernet is
+    a branching node of the (compressed) trie over the blocks, and each branching node is the
+    supernet of exactly one neighbouring pair (the pair straddling its midpoint). The cost of a
+    node is the number of addresses under it that no block covers yet; it never exceeds the cost
+    of an ancestor, and merging a node only lowers its ancestors' costs (by its own), so a heap
+    with lazy invalidation finds the cheapest merge each round in O(log n) after O(n) setup.
+    """
+    blocks = _collapse(nets)
+    n = len(blocks)
+    if n <= cap:
+        return blocks
+    sup = [_supernet(blocks[i], blocks[i + 1]) for i in range(n - 1)]
+    m = len(sup)
+    # Cartesian tree over the branching nodes, shorter prefixes nearer the root; node i sits
+    # between leaf i and leaf i + 1.
+    parent, left, right = [-1] * m, [-1] * m, [-1] * m
+    stack: list[int] = []
+    for i in range(m):
+        last = -1
+        while stack and sup[stack[-1]].prefixlen > sup[i].prefixlen:
+            last = stack.pop()
+        if last != -1:
+            left[i], parent[last] = last, i
+        if stack:
+            right[stack[-1]], parent[i] = i, stack[-1]
+        stack.append(i)
+    lo, hi = list(range(m)), [i + 1 for i in range(m)]
+    for i in sorted(range(m), key=lambda k: -sup[k].prefixlen):
+        if left[i] != -1:
+            lo[i] = lo[left[i]]
+        if right[i] != -1:
+            hi[i] = hi[right[i]]
+    prefix = [0]
+    for block in blocks:
+        prefix.append(prefix[-1] + block.num_addresses)
+    uncovered = [sup[i].num_addresses - (prefix[hi[i] + 1] - prefix[lo[i]]) for i in range(m)]
+    under = [hi[i] - lo[i] + 1 for i in range(m)]
+    eligible = [not within or any(sup[i].subnet_of(c) for c in within) for i in range(m)]  # type: ignore[arg-type]
+    dead, merged = [False] * m, [False] * m
+    heap = [(uncovered[i], sup[i].prefixlen, int(sup[i].network_address), i) for i in range(m)]
+    heap = [entry for entry in heap if eligible[entry[3]]]
+    heapq.heapify(heap)
+    count = n
+    while count > cap and heap:
+        cost, _, _, i = heapq.heappop(heap)
+        if dead[i] or merged[i] or cost != uncovered[i]:
+            continue
+        merged[i] = True
+        reduction = under[i] - 1
+        count -= reduction
+        todo = [c for c in (left[i], right[i]) if c != -1]
+        while todo:
+            c = todo.pop()
+            if not dead[c]:
+                dead[c] = True
+                todo.extend(k for k in (left[c], right[c]) if k != -1)
+        a = parent[i]
+        while a != -1:
+            uncovered[a] -= cost
+            under[a] -= reduction
+            if eligible[a]:
+                entry = (uncovered[a], sup[a].prefixlen, int(sup[a].network_address), a)
+                heapq.heappush(heap, entry)
+            a = parent[a]
+    out: list[Network] = []
+    root = next(i for i in range(m) if parent[i] == -1)
+    walk: list[tuple[int, bool]] = [(root, True)]
+    while walk:
+        k, is_node = walk.pop()
+        if not is_node:
+            out.append(blocks[k])
+        elif merged[k]:
+            out.append(sup[k])
+        else:
+            # Push right first so the left side comes out first.
+            walk.append((right[k], True) if right[k] != -1 else (k + 1, False))
+            walk.append((left[k], True) if left[k] != -1 else (k, False))
+    return out
+
+
+def aggregate(values: Iterable[str], cap: int, *, within: Sequence[str] = ()) -> tuple[str, ...]:
+    """At most `cap` prefixes per family covering every value, widening as little as possible.
+
+    The cap can only be exceeded when `within` forbids the merges that would reach it (the
+    addresses span more containers than `cap`); the caller can detect that by the length.
+    """
+    if cap < 1:
+        raise ValueError("cap must be at least 1")
+    nets = [network(v) for v in values]
+    containers = [network(c) for c in within]
+    out: list[Network] = []
+    for version in (4, 6):
+        same = [n for n in nets if n.version == version]
+        if same:
+            inside = [c for c in containers if c.version == version]
+            out.extend(_aggregate_family(same, cap, inside))
+    return tuple(str(n) for n in sorted(out, key=sort_key))
