@@ -104,12 +104,17 @@ def compute(request: RunRequest) -> Computation:
     )
     decider = None
     warnings: list[str] = list(ns_file.problems) if ns_file else []
+    tier_orders = exclude.known_tier_orders(settings)
     if request.existing_policies is not None:
         policy_set = load_policies(request.existing_policies)
         warnings.extend(policy_set.warnings)
         decider = _existing_decider(policy_set, file_labels or {}, settings.tier_order)
+        # The Tier manifests tell the trace check where tiers not built into Calico sit.
+        for tier in policy_set.tiers:
+            if tier.name != settings.tier_name:
+                tier_orders.setdefault(tier.name, tier.order)
     learnable, exclusions = exclude.exclude(
-        good, selection.selected, settings, decided_before=decider
+        good, selection.selected, settings, tier_orders=tier_orders, decided_before=decider
     )
     recs = rules.build(learnable, selection.selected, settings)
     statuses: dict[str, tuple[str, datetime]] = {}
@@ -133,7 +138,8 @@ def compute(request: RunRequest) -> Computation:
         statuses,
         files,
         selection,
-        excluded=_exclusions(exclusions),
+        excluded=_exclusions(exclusions.excluded),
+        flagged=_exclusions(exclusions.flagged),
         rejected=tuple(
             rpt.Rejection(r.reason, r.edges, r.flows, r.samples) for r in rejections.items
         ),
@@ -152,10 +158,10 @@ def run(request: RunRequest) -> RunResult:
     return RunResult(computation, tuple(written), tuple(removed))
 
 
-def _exclusions(exclusions: exclude.Exclusions) -> tuple[rpt.Exclusion, ...]:
+def _exclusions(tallies: Mapping[tuple[str, str], exclude.Tally]) -> tuple[rpt.Exclusion, ...]:
     return tuple(
         rpt.Exclusion(reason, policy, t.edges, t.flows, t.bytes)
-        for (reason, policy), t in sorted(exclusions.excluded.items())
+        for (reason, policy), t in sorted(tallies.items())
     )
 
 
@@ -207,6 +213,7 @@ def _report(
     selection: namespaces.SelectedNamespaces,
     *,
     excluded: tuple[rpt.Exclusion, ...],
+    flagged: tuple[rpt.Exclusion, ...],
     rejected: tuple[rpt.Rejection, ...],
     warnings: tuple[str, ...],
 ) -> rpt.RunReport:
@@ -243,6 +250,7 @@ def _report(
             {"namespace": name, "reason": reason} for name, reason in selection.excluded
         ),
         excluded=excluded,
+        flagged=flagged,
         rejected=rejected,
         warnings=warnings,
     )

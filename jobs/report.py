@@ -81,6 +81,8 @@ class RunReport:
     namespaces: tuple[NamespaceEntry, ...]
     excluded_namespaces: tuple[dict[str, str], ...]
     excluded: tuple[Exclusion, ...]
+    # Learned, but worth a look: a deciding tier of unknown order, a malformed trace.
+    flagged: tuple[Exclusion, ...]
     rejected: tuple[Rejection, ...]
     warnings: tuple[str, ...] = field(default=())
 
@@ -120,6 +122,22 @@ def _rule_line(rule: RuleEntry) -> str:
         f"| {rule.direction} | {rule.scope} | `{_cell(rule.peer)}` | {rule.protocol} | {ports} "
         f"| {ev.flows} | {ev.bytes} | {ev.first_seen} | {ev.last_seen} |{flags}"
     )
+
+
+def _tally_table(title: str, rows: tuple[Exclusion, ...]) -> list[str]:
+    if not rows:
+        return []
+    return [
+        f"### {title}",
+        "",
+        "| reason | policy | edges | flows | bytes |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {e.reason} | `{_cell(e.policy)}` | {e.edges} | {e.flows} | {e.bytes} |"
+            for e in rows
+        ),
+        "",
+    ]
 
 
 def to_markdown(report: RunReport) -> str:
@@ -163,15 +181,9 @@ def to_markdown(report: RunReport) -> str:
             "</details>",
             "",
         ]
-    tail: list[str] = []
-    if report.excluded:
-        tail += ["### Left to higher tiers", "", "| reason | policy | edges | flows | bytes |"]
-        tail += ["|---|---|---|---|---|"]
-        tail += [
-            f"| {e.reason} | `{_cell(e.policy)}` | {e.edges} | {e.flows} | {e.bytes} |"
-            for e in report.excluded
-        ]
-        tail.append("")
+    tail = _tally_table("Left to higher tiers", report.excluded) + _tally_table(
+        "Learned, but check", report.flagged
+    )
     if report.rejected:
         tail += [
             "### Rejected input",
