@@ -54,7 +54,8 @@ class RunResult:
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the memory, thread and spill settings applied."""
-    config: dict[str, Any] = {}
+    # DuckDB's progress bar writes to stdout, which carries only data (`--output json`).
+    config: dict[str, Any] = {"enable_progress_bar": False}
     if settings.memory_limit:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
