@@ -86,7 +86,10 @@ class PolicyHit:
         """A display name: `<tier>|<3.32 kind>:[<ns>/]<name>`, e.g. `security|snp:shop/db`."""
         prefix = _PREFIX_BY_KIND.get((self.kind, self.staged), self.kind)
         ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.tier}|{prefix}:{ns}{self.name}"
+        # Before 3.32 a tiered policy's name carried a `<tier>.` prefix; 3.32 traces may show it
+        # or not. Strip it so one policy is one row in the report whichever format logged it.
+        name = self.name.removeprefix(f"{self.tier}.") if self.tier else self.name
+        return f"{self.tier}|{prefix}:{ns}{name or self.name}"
 
 
 def parse_hit(text: str) -> PolicyHit | None:

@@ -118,6 +118,8 @@ class Loader:
             for item in ctx.sequence(doc.get("items"), "items"):
                 self.add(item, file)
             return
+        if kind == "Kustomization" and api.startswith("kustomize.config.k8s.io/"):
+            return  # the index of a policy folder (flowfence writes one), not a policy
         meta = Context(f"{file}: {kind}", self.warnings).mapping(doc.get("metadata"), "metadata")
         name = meta.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
