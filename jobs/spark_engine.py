@@ -1,0 +1,299 @@
+"""The edge aggregation on Apache Spark: flow-log Parquet in, the same edges frame out.
+
+`aggregate_spark` stands in for `sources.bind_flows` + `edges.aggregate` when one machine is not
+enough (`--engine spark`). It runs the queries in `sql/` translated to Spark SQL by
+spark_sql.py, so both engines compute one definition of an edge; everything after the
+aggregation (screening, exclusion, rules, rendering) stays in-process on the small edges frame.
+
+Input: a local path or a Hadoop URI (`s3a://`, `hdfs://`, `file://`) to one Parquet file, a
+directory, or a hive `date=YYYY-MM-DD[/hour=HH]` tree. Spark lists the files (one JVM call), the
+driver keeps those whose partition span meets the window with the same rule as sources.py and
+Spark reads only those. The encoding of each column is chosen from the Spark schema with
+`encodings.plan`, once for the whole input: unlike the DuckDB engine, Spark reads every file
+with one schema, so one run takes one encoding (docs/spark.md, "Limits").
+
+Timestamps: the `flows` view holds TIMESTAMP_NTZ in UTC, like DuckDB's naive TIMESTAMP. The
+conversions that depend on a session time zone (Unix seconds -> TIMESTAMP -> TIMESTAMP_NTZ) run
+in a child session whose time zone is UTC, which also keeps the `flows` view out of the caller's
+session.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
+
+import polars as pl
+from py4j.protocol import Py4JError  # type: ignore[import-untyped]  # py4j ships no hints
+from pyspark.errors import AnalysisException, PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.readwriter import DataFrameReader
+
+from flowfence import edges, encodings, sources, spark_sql
+from flowfence.errors import FlowInputError, RuntimeFailure
+
+_DATE = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_HOUR = re.compile(r"hour=(\d{2})")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# `s3a://bucket`, `file://`, `file:`: not urlsplit, which would cut a path at `#` or `?`.
+_SCHEME_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
+_HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
+_LISTED = 3
+
+
+@dataclass(frozen=True)
+class Span:
+    """The UTC hours (or day) a hive partition holds, by start_time; None outside hive."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def meets(self, since: datetime | None, until: datetime | None) -> bool:
+        if self.start is None or self.end is None:
+            return True
+        return (until is None or self.start < until) and (since is None or self.end > since)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one Spark scan produced: the input as `sources.bind_flows` describes it, and edges.
+
+    `source.files` are the files read after time pruning; unlike sources.py, files that hold no
+    rows are counted too (Spark does not open footers on the driver to find out).
+    """
+
+    source: sources.FlowSource
+    edges: pl.DataFrame
+
+
+def aggregate_spark(
+    flows: str | Path,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    master: str | None = None,
+    session: SparkSession | None = None,
+) -> pl.DataFrame:
+    """The edges of the flow logs at `flows` with rows in [since, until), computed on Spark.
+
+    Returns what `edges.aggregate` returns after `sources.bind_flows` on the same input: the
+    same EDGE_SCHEMA frame, sorted by `edges.conform`. See `scan` for the arguments.
+    """
+    return scan(flows, since=since, until=until, master=master, session=session).edges
+
+
+def scan(
+    flows: str | Path,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    master: str | None = None,
+    session: SparkSession | None = None,
+) -> Scan:
+    """`sources.bind_flows` + `edges.aggregate` on Spark, for `pipeline.compute` to call.
+
+    `since`/`until` are timezone-aware (None: open end). `session` is used as given (a test, a
+    notebook); otherwise the active session, or a new one on `master` (None: what spark-submit
+    or spark-defaults.conf configured, else local mode), stopped when done if this call started
+    it. Raises FlowInputError for input that breaks the contract, RuntimeFailure when Spark
+    fails for another reason.
+    """
+    lo, hi = _utc(since, "since"), _utc(until, "until")
+    root = _root(flows)
+    with _spark(session, master) as spark:
+        child = spark.newSession()
+        child.conf.set("spark.sql.session.timeZone", "UTC")
+        try:
+            return _scan(child, root, lo, hi, shown=str(flows))
+        except PySparkException as exc:
+            # A corrupt data page only shows when an executor reads it.
+            if (exc.getCondition() or "").startswith("FAILED_READ_FILE"):
+                reason = _first_line(exc)
+                raise FlowInputError(f"flow logs: {flows}: cannot read: {reason}") from exc
+            raise RuntimeFailure(f"spark: {_first_line(exc)}") from exc
+        except Py4JError as exc:  # a JVM exception PySpark has no class for (SparkException, I/O)
+            chain = _java_chain(exc) or [str(exc)]
+            unreadable = next((m for m in chain if "[FAILED_READ_FILE" in m), None)
+            if unreadable is not None:
+                reason = _first_line(unreadable[unreadable.index("[") :])
+                raise FlowInputError(f"flow logs: {flows}: cannot read: {reason}") from exc
+            raise RuntimeFailure(f"spark: {_first_line(chain[-1])}") from exc
+
+
+def _scan(
+    spark: SparkSession, root: str, lo: datetime | None, hi: datetime | None, *, shown: str
+) -> Scan:
+    try:
+        # inputFiles() gives URIs (%-escaped); Hadoop reads path strings literally.
+        listed = [unquote(f) for f in _reader(spark).parquet(root).inputFiles()]
+        if not listed:
+            raise FlowInputError(f"flow logs: {shown}: no Parquet files (*.parquet) found")
+        kept = select_files(listed, lo, hi)
+        hive = any(partition_span(f).start is not None for f in listed)
+        if not kept:
+            return Scan(sources.FlowSource((), hive, frozenset()), edges.empty())
+        # Reading the root again rather than naming thousands of files when nothing was pruned.
+        paths = [root] if len(kept) == len(listed) else [_literal(f) for f in kept]
+        raw = _reader(spark).parquet(*paths)
+    except AnalysisException as exc:  # no such path, no schema to infer
+        raise FlowInputError(f"flow logs: {shown}: {_first_line(exc)}") from exc
+    steps = plan(raw, kept)
+    raw.selectExpr(*spark_sql.projection(steps)).createOrReplaceTempView("flows")
+    args = {"since": _instant(lo), "until": _instant(hi)}
+    declared = spark_sql.edges_params()
+    if set(args) != declared:
+        raise AssertionError(f"sql/edges.sql parameters drifted: {sorted(declared)}")
+    frame = pl.from_arrow(spark.sql(spark_sql.edges_query(), args=args).toArrow())
+    if not isinstance(frame, pl.DataFrame):
+        raise AssertionError("a Spark result is a table")
+    contract = {*encodings.REQUIRED, *encodings.OPTIONAL}
+    columns = frozenset(c for c in raw.columns if c in contract)
+    return Scan(sources.FlowSource(tuple(kept), hive, columns), edges.conform(frame))
+
+
+def select_files(files: Sequence[str], since: datetime | None, until: datetime | None) -> list[str]:
+    """The files whose hive partition span meets [since, until) (naive UTC), sorted.
+
+    The rule of sources.py: every `date=`/`hour=` directory on the path counts, files outside
+    hive partitions are always kept, a malformed partition name is an input error.
+    """
+    return sorted(f for f in files if partition_span(f).meets(since, until))
+
+
+def partition_span(file: str) -> Span:
+    """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
+    day: date | None = None
+    hour: int | None = None
+    for name in PurePosixPath(_SCHEME_AUTHORITY.sub("", file)).parent.parts:
+        if name.startswith("date="):
+            match = _DATE.fullmatch(name)
+            try:
+                day = date.fromisoformat(match.group(1)) if match else None
+            except ValueError:
+                day = None
+            if day is None:
+                raise FlowInputError(
+                    f"flow logs: {file}: bad partition directory {name!r}, expected date=YYYY-MM-DD"
+                )
+        elif name.startswith("hour="):
+            match = _HOUR.fullmatch(name)
+            if day is None or match is None or int(match.group(1)) > 23:
+                raise FlowInputError(
+                    f"flow logs: {file}: bad partition directory {name!r}, "
+                    "expected hour=00..23 inside date=YYYY-MM-DD"
+                )
+            hour = int(match.group(1))
+    if day is None:
+        return Span()
+    start = datetime(day.year, day.month, day.day)
+    if hour is None:
+        return Span(start, start + timedelta(days=1))
+    start += timedelta(hours=hour)
+    return Span(start, start + timedelta(hours=1))
+
+
+@contextmanager
+def _spark(session: SparkSession | None, master: str | None) -> Iterator[SparkSession]:
+    if session is not None:
+        yield session
+        return
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    builder = SparkSession.builder.appName("flowfence")
+    if master is not None:
+        builder = builder.master(master)
+    started = builder.getOrCreate()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _reader(spark: SparkSession) -> DataFrameReader:
+    # recursiveFileLookup: no partition columns are inferred (the window does the pruning);
+    # Spark skips names starting with `_` or `.` (_SUCCESS, _temporary/, .crc) like sources.py.
+    return (
+        spark.read.option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.parquet")
+        .option("mergeSchema", "false")
+    )
+
+
+def plan(raw: DataFrame, files: Sequence[str]) -> encodings.Plan:
+    """The normalisation plan for raw flow logs as Spark reads them (`files` name them in errors).
+
+    `encodings.plan` over the Spark schema spelled as DuckDB types, so the same Parquet file gets
+    the same fragments on both engines.
+    """
+    contract = {*encodings.REQUIRED, *encodings.OPTIONAL}
+    spark_types = {f.name: f.dataType for f in raw.schema.fields if f.name in contract}
+    missing = [c for c in encodings.REQUIRED if c not in spark_types]
+    if missing:
+        label = "column" if len(missing) == 1 else "columns"
+        named = ", ".join(files[:_LISTED]) + (
+            f" and {len(files) - _LISTED} more file(s)" if len(files) > _LISTED else ""
+        )
+        raise FlowInputError(f"flow logs: missing required {label} {', '.join(missing)} in {named}")
+    try:
+        return encodings.plan({c: spark_sql.duckdb_type(t) for c, t in spark_types.items()})
+    except encodings.WrongType as exc:
+        kind = encodings.REQUIRED.get(exc.column) or encodings.OPTIONAL[exc.column]
+        found = spark_types[exc.column].simpleString()
+        raise FlowInputError(
+            f"flow logs: {files[0]}: column {exc.column!r} has type {found}, "
+            f"expected {encodings.EXPECTED[kind]}"
+        ) from None
+
+
+def _root(flows: str | Path) -> str:
+    """A Hadoop path: URIs as given, local paths made absolute (and checked, as sources.py does)."""
+    text = str(flows)
+    if _SCHEME.match(text):
+        return _literal(text)
+    local = Path(text)
+    if not local.exists():
+        raise FlowInputError(f"flow logs: {local}: no such file or directory")
+    # Not Path.as_uri(): Hadoop would read its %-escapes literally.
+    return _literal("file://" + local.absolute().as_posix())
+
+
+def _literal(path: str) -> str:
+    """Hadoop expands globs in every path it is given; escape them to match literally."""
+    return _HADOOP_GLOB.sub(r"\\\1", path)
+
+
+def _utc(moment: datetime | None, name: str) -> datetime | None:
+    """Naive UTC, the way partition spans and the `flows` view are compared."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _instant(moment: datetime | None) -> datetime | None:
+    # PySpark turns a naive datetime into an instant in the Python process's local zone; an
+    # aware one is unambiguous, and CAST(... AS TIMESTAMP_NTZ) in the UTC session gives UTC.
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+def _java_chain(exc: Py4JError) -> list[str]:
+    """The messages of a JVM exception and its causes, outermost first (the root cause last)."""
+    found: list[str] = []
+    throwable = getattr(exc, "java_exception", None)
+    while throwable is not None and len(found) < 8:
+        found.append(str(throwable.toString()))
+        throwable = throwable.getCause()
+    return found
+
+
+def _first_line(exc: BaseException | str) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
