@@ -1,0 +1,1 @@
+"""flowfence benchmarks: `python -m bench.run`; results in bench/RESULTS.md."""

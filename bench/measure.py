@@ -1,0 +1,332 @@
+"""One measurement in a fresh interpreter: `python -m bench.measure KIND ARGS_JSON RESULT_PATH`.
+
+`bench.run` starts one of these per figure so that each peak RSS belongs to exactly one
+measurement (the parent reads it with `os.wait4`) and no run warms another's caches or
+allocator. The child writes a JSON object to RESULT_PATH: `seconds` and `cpu_seconds` (wall
+and CPU time of the measured work, imports excluded), `import_seconds`, `stages` (seconds per
+pipeline stage, where the kind has stages) and kind-specific counts used to check that the
+engines saw the same data.
+
+Stages are timed by wrapping the module attributes the pipeline and the replay command call
+(sources.bind_flows, edges.aggregate, ...) in this process only; jobs/ is not modified.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+START = datetime(2026, 11, 1, tzinfo=UTC)  # first generated hour; the run's window ends 24h on
+HOURS = 24  # equal to flowfence's default initialLookback, so the run reads every row
+
+
+class Stopwatch:
+    """Accumulates wall time per stage for functions wrapped with `wrap`. A call made while
+    another call of the same stage is running is not counted twice."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self.last: dict[str, Any] = {}  # the latest return value per stage
+        self.missing: list[str] = []  # wrap targets this version of flowfence lacks
+        self._active: set[str] = set()
+
+    def wrap(self, owner: object, attr: str, stage: str) -> None:
+        inner: Callable[..., Any] | None = getattr(owner, attr, None)
+        if inner is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+
+        @functools.wraps(inner)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if stage in self._active:
+                return inner(*args, **kwargs)
+            self._active.add(stage)
+            began = time.perf_counter()
+            try:
+                self.last[stage] = inner(*args, **kwargs)
+                return self.last[stage]
+            finally:
+                self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - began
+                self._active.discard(stage)
+
+        setattr(owner, attr, timed)
+
+    def wrap_all(self, targets: tuple[tuple[str, str, str], ...]) -> None:
+        for module, attr, stage in targets:
+            self.wrap(importlib.import_module(module), attr, stage)
+
+
+class Clock:
+    """Wall seconds and CPU seconds (every thread of this process) since it was made. CPU time
+    barely moves when other processes compete for the cores; wall time does."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": _cpu() - self.cpu}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def read_sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def files_glob(data: str) -> str:
+    return str(Path(data).resolve() / "**" / "*.parquet")
+
+
+def generate(args: dict[str, Any]) -> dict[str, Any]:
+    from flowfence.fixtures_gen import generate as gen
+
+    clock = Clock()
+    result = gen(
+        args["topology"],
+        Path(args["data"]),
+        seed=args["seed"],
+        rows=args["rows"],
+        namespaces=args["namespaces"],
+        start=START,
+        hours=HOURS,
+        overwrite=True,
+    )
+    spent = clock.read()
+    size = sum((result.out / f).stat().st_size for f in result.files)
+    return {**spent, "rows": result.rows, "files": len(result.files), "bytes": size}
+
+
+def _bare(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    import duckdb
+
+    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
+    con = duckdb.connect(config=config)
+    try:
+        query = read_sql(name)
+        clock = Clock()
+        frame = con.sql(query, params={"files": files_glob(args["data"])}).pl()
+        spent = clock.read()
+    finally:
+        con.close()
+    out: dict[str, Any] = {**spent, "edges": frame.height}
+    if "rows" in frame.columns:
+        out["rows"] = int(frame.get_column("rows").sum())
+    return out
+
+
+def bare_edges(args: dict[str, Any]) -> dict[str, Any]:
+    return _bare("bare_edges", args)
+
+
+def bare_distinct(args: dict[str, Any]) -> dict[str, Any]:
+    return _bare("bare_distinct", args)
+
+
+# (module, attribute, stage). `read` is everything that touches the flow logs (bind and the
+# DuckDB scans, all batches); `bind` runs inside it, and `screen` .. `report` inside `derive`
+# (everything after aggregation). Targets a version lacks are skipped and listed: the pipeline
+# is still moving, so several spellings of a stage are listed.
+RUN_TARGETS = (
+    ("flowfence.sources", "list_files", "plan"),
+    ("flowfence.incremental", "plan", "plan"),
+    ("flowfence.pipeline", "_read", "read"),
+    ("flowfence.incremental", "bind_files", "bind"),
+    ("flowfence.pipeline", "derive", "derive"),
+    ("flowfence.pipeline", "_screen", "screen"),
+    ("flowfence.validate", "screen", "screen"),
+    ("flowfence.pipeline", "load_policies", "policies"),
+    ("flowfence.learn", "load_policies", "policies"),
+    ("flowfence.exclude", "exclude", "exclude"),
+    ("flowfence.rules", "build", "rules"),
+    ("flowfence.pipeline", "render", "render"),
+    ("flowfence.render_cache", "render", "render"),
+    ("flowfence.pipeline", "_report", "report"),
+    ("flowfence.state", "load", "state"),
+    ("flowfence.state", "collect_garbage", "state"),
+    ("flowfence.state", "commit", "state"),
+    ("flowfence.atomic", "sync_tree", "write"),
+    ("flowfence.report", "to_json", "write"),
+    ("flowfence.report", "to_markdown", "write"),
+)
+
+
+def run(args: dict[str, Any]) -> dict[str, Any]:
+    """`pipeline.run` into a fresh output (and state) directory: a first, full run."""
+    from flowfence import pipeline
+    from flowfence.config import load_settings
+
+    watch = Stopwatch()
+    watch.wrap_all(RUN_TARGETS)
+    settings = load_settings(
+        None,
+        None,
+        memory_limit=args["memory_limit"],
+        threads=args["threads"],
+        temp_dir=args["temp_dir"],
+    )
+    policies = args.get("existing_policies")
+    out = Path(args["out"])
+    if out.exists():
+        shutil.rmtree(out)  # an existing state would make this an incremental run
+    request = pipeline.RunRequest(
+        flows=args["data"],
+        out=out,
+        settings=settings,
+        now=START + timedelta(hours=HOURS),
+        existing_policies=Path(policies) if policies else None,
+    )
+    clock = Clock()
+    result = pipeline.run(request)
+    spent = clock.read()
+    report = result.computation.report
+    return {
+        **spent,
+        "stages": watch.spent,
+        "missing": watch.missing,
+        "edges": report.input["edges"],
+        "rows": report.input["rows"],
+        "namespaces": len(report.namespaces),
+        "written": len(result.written),
+    }
+
+
+REPLAY_TARGETS = (
+    ("flowfence.commands.replay", "load_policies", "policies"),
+    ("flowfence.sources", "bind_flows", "bind"),
+    ("flowfence.edges", "aggregate", "aggregate"),
+    ("flowfence.replay", "compute", "evaluate"),
+    ("flowfence.replay_render", "to_json", "render"),
+)
+
+
+def replay(args: dict[str, Any]) -> dict[str, Any]:
+    """`flowfence replay --output json` in-process, through the CLI."""
+    from flowfence import cli
+
+    watch = Stopwatch()
+    watch.wrap_all(REPLAY_TARGETS)
+    argv = ["replay", "--policies", args["policies"], "--flows", args["data"], "--output", "json"]
+    clock = Clock()
+    code = cli.main(argv)
+    spent = clock.read()
+    if code != 0:
+        raise SystemExit(f"flowfence replay exited {code}")
+    out = {**spent, "stages": watch.spent, "missing": watch.missing}
+    if "aggregate" in watch.last:
+        out["edges"] = watch.last["aggregate"].height
+    return out
+
+
+def _window() -> dict[str, datetime | None]:
+    since, until = START.replace(tzinfo=None), (START + timedelta(hours=HOURS)).replace(tzinfo=None)
+    return {"since": since, "until": until, "end_before": None}
+
+
+def _bound_query(args: dict[str, Any], run_query: Callable[[Any], Any]) -> dict[str, Any]:
+    """bind_flows over the whole window, then one query: a part of (or an alternative to)
+    the read stage of `flowfence run`."""
+    import duckdb
+
+    from flowfence import sources
+
+    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
+    con = duckdb.connect(config=config)
+    try:
+        clock = Clock()
+        sources.bind_flows(con, args["data"], since=START, until=START + timedelta(hours=HOURS))
+        frame = run_query(con)
+        spent = clock.read()
+    finally:
+        con.close()
+    out: dict[str, Any] = {**spent}
+    if "source_type" in frame.columns:
+        out["edges"] = frame.height
+    if "rows" in frame.columns:
+        out["rows"] = int(frame["rows"].sum())
+    return out
+
+
+def part_edges(args: dict[str, Any]) -> dict[str, Any]:
+    """bind + the edge query `flowfence run` runs today (sql/state_edges.sql)."""
+    from flowfence import sql
+
+    return _bound_query(args, lambda con: sql.relation(con, "state_edges", **_window()).pl())
+
+
+def part_activity(args: dict[str, Any]) -> dict[str, Any]:
+    """bind + the second scan `flowfence run` makes today (sql/state_activity.sql)."""
+    from flowfence import sql
+
+    return _bound_query(args, lambda con: sql.relation(con, "state_activity", **_window()).pl())
+
+
+def whatif_per_day(args: dict[str, Any]) -> dict[str, Any]:
+    """bind + the per-day rewrite of sql/state_edges.sql."""
+    query = read_sql("whatif_per_day")
+    return _bound_query(args, lambda con: con.sql(query, params=_window()).pl())
+
+
+def whatif_group_first(args: dict[str, Any]) -> dict[str, Any]:
+    """Group raw rows first, normalise the groups: replaces bind + the edge query."""
+    import duckdb
+
+    lo = int(START.timestamp())
+    params = {"files": files_glob(args["data"]), "lo": lo, "hi": lo + HOURS * 3600}
+    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
+    con = duckdb.connect(config=config)
+    try:
+        clock = Clock()
+        frame = con.sql(read_sql("whatif_group_first"), params=params).pl()
+        spent = clock.read()
+    finally:
+        con.close()
+    return {**spent, "edges": frame.height, "rows": int(frame["rows"].sum())}
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "generate": generate,
+    "bare_edges": bare_edges,
+    "bare_distinct": bare_distinct,
+    "run": run,
+    "replay": replay,
+    "part_edges": part_edges,
+    "part_activity": part_activity,
+    "whatif_per_day": whatif_per_day,
+    "whatif_group_first": whatif_group_first,
+}
+
+
+def _import_engines() -> float:
+    """Import the heavy modules up front so their cost is reported apart from the measured
+    work (a CLI user pays it once per invocation)."""
+    began = time.perf_counter()
+    for name in ("duckdb", "polars", "flowfence.cli", "flowfence.pipeline"):
+        importlib.import_module(name)
+    return time.perf_counter() - began
+
+
+def main(argv: list[str]) -> int:
+    kind, args_json, result_path = argv
+    args = json.loads(args_json)
+    imported = _import_engines()
+    result = KINDS[kind](args)
+    result["import_seconds"] = imported
+    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

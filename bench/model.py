@@ -1,0 +1,151 @@
+"""The benchmark results as data: samples from child processes, figures, sizes, the machine.
+
+Filled by `bench.run`, rendered by `bench.results`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One child process: measured wall seconds, its peak RSS and what it reported."""
+
+    seconds: float
+    peak_rss: int  # bytes
+    import_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system, all threads
+    stages: Mapping[str, float] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Figure:
+    kind: str
+    samples: tuple[Sample, ...]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return statistics.median(s.cpu_seconds for s in self.samples)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(s.peak_rss for s in self.samples)
+
+    @property
+    def import_seconds(self) -> float:
+        return statistics.median(s.import_seconds for s in self.samples)
+
+    def stage(self, name: str) -> float:
+        return statistics.median(s.stages.get(name, 0.0) for s in self.samples)
+
+    def count(self, name: str) -> int | None:
+        values = {s.counts[name] for s in self.samples if name in s.counts}
+        return values.pop() if len(values) == 1 else None
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    rows: int  # rows asked of the generator
+    label: str
+    data_rows: int  # rows written
+    data_files: int
+    data_bytes: int
+    figures: Mapping[str, Figure]
+
+
+@dataclass(frozen=True)
+class Machine:
+    nproc: int
+    memory_bytes: int
+    cpu: str
+    python: str
+    versions: Mapping[str, str]
+    commit: str
+
+    @classmethod
+    def detect(cls, root: Path) -> Machine:
+        versions = {}
+        for dist in ("duckdb", "polars", "pyarrow", "flowfence"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = "not installed"
+        return cls(
+            nproc=len(os.sched_getaffinity(0)),
+            memory_bytes=_meminfo_total(),
+            cpu=_cpu_model(),
+            python=platform.python_version(),
+            versions=versions,
+            commit=_commit(root),
+        )
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    machine: Machine
+    command: str
+    date: str
+    threads: int
+    memory_limit: str
+    topology: str
+    namespaces: int
+    seed: int
+    repeat: int
+    existing_policies: str | None
+    sizes: tuple[SizeResult, ...]
+    elapsed: float
+    load: tuple[float, float]  # 1-minute load average before and after: other work skews figures
+
+
+def _meminfo_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _commit(root: Path) -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "jobs", "sql"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} + uncommitted changes in jobs/ or sql/" if dirty else head

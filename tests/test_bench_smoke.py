@@ -1,0 +1,122 @@
+"""Smoke run of the benchmark harness (`python -m bench.run`) at 20k rows.
+
+Asserts the shape and the internal consistency of what it writes, never a timing: the harness
+must work on any machine, however slow.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = "<!-- bench:begin"
+END = "<!-- bench:end -->"
+KINDS = (
+    "fixture generator",
+    "bare DuckDB aggregation",
+    "`flowfence run`",
+    "bare DuckDB `SELECT DISTINCT`",
+    "`flowfence replay`",
+    "part of run: bind + sql/state_edges.sql",
+    "part of run: bind + sql/state_activity.sql",
+    "what-if: bind + edges.sql",
+    "what-if: group raw rows first",
+)
+HAND_WRITTEN_HEAD = "# Benchmarks\n\nNotes above the block.\n\n"
+HAND_WRITTEN_TAIL = "\n## Analysis\n\nHand-written notes that a rerun must keep.\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "RESULTS.md"
+    out.write_text(f"{HAND_WRITTEN_HEAD}{BEGIN} stale -->\nold figures\n{END}{HAND_WRITTEN_TAIL}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--rows", "20k", "--repeat", "1",
+         "--data-dir", str(tmp / "data"), "--work-dir", str(tmp / "work"),
+         "--results", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out.read_text()
+
+
+def table(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the Markdown table under `## heading`."""
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_rerun_replaces_only_the_generated_block(results: str) -> None:
+    assert results.startswith(HAND_WRITTEN_HEAD + BEGIN)
+    assert results.endswith(END + HAND_WRITTEN_TAIL)
+    assert "old figures" not in results
+    assert results.count(BEGIN) == 1
+
+
+def test_every_figure_is_reported_with_a_ratio_to_the_bare_aggregation(results: str) -> None:
+    rows = table(results, "Figures")
+    assert [r[0] for r in rows] == ["20k"] * len(KINDS)
+    for kind, row in zip(KINDS, rows, strict=True):
+        assert row[1].startswith(kind)
+        seconds, ratio, cpu, cpu_ratio, rss = float(row[2]), row[3], float(row[4]), row[5], row[6]
+        assert seconds >= 0 and cpu >= 0
+        assert re.fullmatch(r"\d+\.\d\dx", ratio), ratio
+        assert re.fullmatch(r"\d+\.\d\dx", cpu_ratio), cpu_ratio
+        assert re.fullmatch(r"[\d,]+ MB", rss), rss
+        assert int(rss.split()[0].replace(",", "")) > 0
+    bare = next(r for r in rows if r[1].startswith("bare DuckDB aggregation"))
+    assert bare[3] == bare[5] == "1.00x"
+
+
+def test_engines_saw_the_same_rows_and_edges(results: str) -> None:
+    rows = table(results, "Figures")
+    edges = {r[1]: r[8] for r in rows if r[8]}
+    assert len(edges) == 7  # bare aggregation and distinct, run, replay, edge query, 2 what-ifs
+    assert len(set(edges.values())) == 1
+    assert int(next(iter(edges.values())).replace(",", "")) > 0
+    assert "Every engine read the same rows and found the same number of edges." in results
+    generated = re.search(r"- 20k: ([\d,]+) rows in (\d+) files", results)
+    assert generated is not None
+    assert 19_000 < int(generated.group(1).replace(",", "")) < 21_000
+    assert int(generated.group(2)) == 24  # one file per generated hour
+
+
+def test_targets_are_judged_not_enforced(results: str) -> None:
+    rows = table(results, "Targets")
+    assert [r[0] for r in rows] == [
+        "run <= 1.5x bare aggregation",
+        "run peak RSS < 1 GB",
+        "replay <= 2.0x bare distinct",
+        "generator peak RSS < 1 GB",
+    ]
+    assert {r[3] for r in rows} <= {"yes", "**no**"}
+
+
+@pytest.mark.parametrize(
+    ("heading", "stages", "timed"),
+    [
+        ("Stage split, `flowfence run` (median seconds)",
+         ["plan", "bind", "scan", "derive", "state", "write"], ["scan", "derive"]),
+        ("Stage split, `flowfence replay` (median seconds)",
+         ["policies", "bind", "aggregate", "evaluate", "render"], ["aggregate", "evaluate"]),
+    ],
+)  # fmt: skip
+def test_stage_split_adds_up_to_the_total(
+    results: str, heading: str, stages: list[str], timed: list[str]
+) -> None:
+    section = results.split(f"## {heading}\n", 1)[1]
+    header = next(line for line in section.splitlines() if line.startswith("|"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["rows", *stages, "other", "total"]
+    row = next(r for r in table(results, heading) if r[0] == "20k")
+    *parts, total = (float(c) for c in row[1:])
+    assert all(p >= 0 for p in parts)
+    for stage in timed:  # the wrappers found and timed the stage in this version of flowfence
+        assert parts[stages.index(stage)] > 0, stage
+    assert sum(parts) == pytest.approx(total, abs=0.01)
