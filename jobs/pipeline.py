@@ -1,15 +1,17 @@
-"""The recommendation run, stage by stage: read flows -> aggregate edges -> screen untrusted
-strings -> exclude what higher tiers decide -> build rules -> render manifests -> report.
+"""The recommendation run, stage by stage: read the new flows -> aggregate edges -> screen
+untrusted strings -> merge into the state -> exclude what higher tiers decide -> build rules ->
+status per namespace -> render manifests -> report.
 
-`compute` does everything but writing and returns the files to write; `run` writes them
-atomically. Only the first two stages touch the flow logs (one DuckDB scan); the rest works on
-the distinct edges.
+`compute` does everything but writing and returns the files to write and the new state; `run`
+holds the state lock, loads the state, commits the new one and writes the outputs atomically.
+Only the read touches the flow logs (one DuckDB scan of the files this run has not sealed yet,
+incremental.py); the rest works on the distinct edges of the state plus the new ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,31 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from flowfence import atomic, edges, exclude, lifecycle, namespaces, rules, sources, validate
+from flowfence import (
+    atomic,
+    checkpoints,
+    incremental,
+    learn,
+    lifecycle,
+    lock,
+    render_cache,
+    rules,
+    schedule,
+    sources,
+    stale,
+    state,
+    validate,
+)
 from flowfence import report as rpt
 from flowfence.config import Settings
-from flowfence.errors import FlowInputError
-from flowfence.evaluate import Edge, Evaluator
-from flowfence.model import Recommendation, Rule
-from flowfence.policies import PolicySet, load_policies
-from flowfence.render import policy_name, render
+from flowfence.edges import KEY_COLUMNS
+from flowfence.errors import BadInput, FlowInputError
+from flowfence.model import Recommendation
+from flowfence.run_report import RunFacts, exclusions
+from flowfence.run_report import build as _report
+
+Cached = render_cache.Cached
+_ROW = "__state_row"  # row of the merged edges, carried through screening and exclusion
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,12 @@ class RunRequest:
     now: datetime
     existing_policies: Path | None = None
     namespaces_file: Path | None = None
+    state: Path | None = None  # the state directory; DIR/state when None
+    prune_stale: bool = False
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state if self.state is not None else self.out / "state"
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,11 @@ class Computation:
     statuses: Mapping[str, tuple[str, datetime]]
     files: Mapping[str, bytes]
     report: rpt.RunReport
+    state: state.State  # the state after this run, not yet committed
+    changed: bool  # whether `state` differs from the state the run started from
+    stale_rules: tuple[stale.StaleRule, ...] = ()
+    reads: Reads | None = None  # what this run read (not in the report: it must not depend
+    # on what earlier runs happened to read)
 
 
 @dataclass(frozen=True)
@@ -50,208 +80,255 @@ class RunResult:
     computation: Computation
     written: tuple[str, ...]
     removed: tuple[str, ...]
+    committed: bool = False  # a new state generation was written
+    warnings: tuple[str, ...] = ()  # for stderr (a stale lock taken over)
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the memory, thread and spill settings applied."""
-    # DuckDB's progress bar writes to stdout, which carries only data (`--output json`).
-    config: dict[str, Any] = {"enable_progress_bar": False}
+    config: dict[str, Any] = {}
     if settings.memory_limit:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
         config["threads"] = settings.threads
     if settings.temp_dir:
         config["temp_directory"] = str(settings.temp_dir)
-    return duckdb.connect(config=config)
+    con = duckdb.connect(config=config)
+    # DuckDB's progress bar writes to stdout, which carries only data (`--output json`); it is
+    # a session setting (DuckDB 2 refuses it in the connect-time config).
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
-def _existing_decider(
-    policy_set: PolicySet, ns_labels: Mapping[str, Mapping[str, str]], before: float
-) -> exclude.DecidedBefore:
-    evaluator = Evaluator(policy_set, namespaces=ns_labels)
+@dataclass(frozen=True)
+class Reads:
+    seal: incremental.Batch
+    open: incremental.Batch
+    backfill: incremental.Batch
 
-    def decided(frame: pl.DataFrame) -> list[str | None]:
-        out: list[str | None] = []
-        for row in frame.iter_rows(named=True):
-            verdict = evaluator.evaluate(Edge.from_row(row), row["direction"], before_order=before)
-            hit = verdict.deciding
-            out.append(None if hit is None else f"{hit.tier}|{hit.policy}|{hit.action}")
-        return out
-
-    return decided
+    @property
+    def batches(self) -> tuple[incremental.Batch, ...]:
+        return (self.seal, self.open, self.backfill)
 
 
-def compute(request: RunRequest) -> Computation:
-    settings = request.settings
-    now = request.now.astimezone(UTC)
-    since = now - settings.initial_lookback
-    con = connect(settings)
+def _read(request: RunRequest, plan: incremental.Plan, now: datetime) -> Reads:
+    con = connect(request.settings)
     try:
-        source = sources.bind_flows(con, request.flows, since=since, until=now)
-        try:
-            all_edges = edges.aggregate(con, since=since, until=now)
-        except duckdb.Error as exc:  # a corrupt data page only shows when it is read
-            raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
+        window = {"since": plan.origin, "until": now}
+        seal = incremental.read(con, plan.seal, **window)
+        still_open = incremental.read(con, plan.open, **window)
+        backfill = incremental.read(con, plan.backfill, **window, end_before=plan.backfill_before)
+    except duckdb.Error as exc:  # a corrupt data page only shows when it is read
+        raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
     finally:
         con.close()
-    good, rejections = validate.screen(all_edges)
+    return Reads(seal, still_open, backfill)
 
-    ns_file = (
-        namespaces.load_namespaces(request.namespaces_file) if request.namespaces_file else None
-    )
-    file_labels = ns_file.labels if ns_file else None
-    selection = namespaces.select_namespaces(
-        namespaces.discover_namespaces(good), file_labels, settings
-    )
-    decider = None
-    warnings: list[str] = list(ns_file.problems) if ns_file else []
-    tier_orders = exclude.known_tier_orders(settings)
-    if request.existing_policies is not None:
-        policy_set = load_policies(request.existing_policies)
-        warnings.extend(policy_set.warnings)
-        decider = _existing_decider(policy_set, file_labels or {}, settings.tier_order)
-        # The Tier manifests tell the trace check where tiers not built into Calico sit.
-        for tier in policy_set.tiers:
-            if tier.name != settings.tier_name:
-                tier_orders.setdefault(tier.name, tier.order)
-    learnable, exclusions = exclude.exclude(
-        good, selection.selected, settings, tier_orders=tier_orders, decided_before=decider
-    )
-    recs = rules.build(learnable, selection.selected, settings)
-    statuses: dict[str, tuple[str, datetime]] = {}
-    for ns, rec in recs.items():
-        changed = rec.last_changed()
-        state = lifecycle.status(
-            changed,
-            now.replace(tzinfo=None),
-            interval=settings.interval,
-            stabilization=settings.stabilization_period,
+
+def compute(
+    request: RunRequest, prior: state.State | None = None, cached: Cached | None = None
+) -> Computation:
+    """The run over the flows not yet sealed in `prior` (a new state when None). `cached`
+    returns the bytes of an output file as written before (None when absent), so that
+    unchanged manifests are not rendered again."""
+    prior = prior if prior is not None else state.new()
+    now = request.now.astimezone(UTC).replace(tzinfo=None)
+    if prior.now is not None and now < prior.now:
+        raise BadInput(
+            f"--now {rpt.rfc3339(now)} is before the last run recorded in the state "
+            f"({rpt.rfc3339(prior.now)}); use another --state to recompute the past"
         )
-        statuses[ns] = (state, changed or now.replace(tzinfo=None))
-    files = render(recs, settings, statuses=statuses)
+    listing, _ = sources.list_files(request.flows)
+    settings = request.settings
+    plan = incremental.plan(
+        listing,
+        prior,
+        now,
+        initial_lookback=settings.initial_lookback,
+        grace=settings.late_arrival_grace,
+    )
+    reads = _read(request, plan, now)
+    checkpoints.reached("after-read")
+    return derive(request, prior, plan, reads, cached)
+
+
+def derive(
+    request: RunRequest,
+    prior: state.State,
+    plan: incremental.Plan,
+    reads: Reads,
+    cached: Cached | None = None,
+) -> Computation:
+    """Everything after the read: pure, no I/O but the policy and namespace files.
+
+    The state keeps edges as read (unscreened): every run screens the merged edges, so what is
+    rejected and counted is exactly what a single read of all the data would give."""
+    settings = request.settings
+    now = request.now.astimezone(UTC).replace(tzinfo=None)
+    sealed = incremental.merge_edges(prior.edges, reads.seal.edges, reads.backfill.edges)
+    activity_sealed = schedule.trim(
+        incremental.merge_activity(prior.activity, reads.seal.activity, reads.backfill.activity)
+    )
+    everything = incremental.merge_edges(sealed, reads.open.edges)
+    activity = incremental.merge_activity(activity_sealed, reads.open.activity)
+    good, rejections = validate.screen(everything.drop("day_list").with_row_index(_ROW))
+    previous = learn.previous_states(prior)
+    learned = learn.learn(
+        settings,
+        request.namespaces_file,
+        request.existing_policies,
+        good,
+        previous,
+        plan.origin,
+        now,
+    )
+    selected = learned.selection.selected
+    recs = rules.build(learned.learnable, selected, settings)
+
+    # Namespace activity is measured before any pruning: pruned evidence was still traffic.
+    newest = good.get_column("last_seen").max() if good.height else None
+    newest_flow = newest if isinstance(newest, datetime) else None
+    last_flow = learn.last_flows(good)
+    cutoff = stale.cutoff(good, settings.stale_rule_period)
+    old = stale.stale_evidence(learned.learnable, cutoff)
+    stale_rules: tuple[stale.StaleRule, ...] = ()
+    pruned = 0
+    if old.height and cutoff is not None:
+        fresh = rules.build(
+            learned.learnable.filter(pl.col("last_seen") >= cutoff), selected, settings
+        )
+        stale_rules = stale.compare(recs, fresh, cutoff)
+        if request.prune_stale:
+            recs, pruned = fresh, old.height
+            keys = everything.select(pl.col(list(KEY_COLUMNS)).gather(old.get_column(_ROW)))
+            sealed = _without(sealed, keys)
+            everything = _without(everything, keys)
+
+    rhythms = schedule.detect_all(activity)
+    digests = learn.digests(recs, settings)
+    timing = lifecycle.Timing(
+        settings.interval, settings.stabilization_period, settings.stale_namespace_period
+    )
+    states = {
+        ns: lifecycle.decide(
+            previous.get(ns),
+            namespace=ns,
+            rules_digest=digests[ns],
+            rules=len(recs[ns].rules),
+            learning_since=learned.since[ns],
+            last_flow=last_flow.get(ns),
+            newest_flow=newest_flow,
+            rhythm=rhythms.get(ns),
+            now=now,
+            timing=timing,
+        )
+        for ns in selected
+    }
+    statuses = {ns: (s.status, s.last_updated) for ns, s in states.items()}
+    files, manifests = render_cache.render(recs, settings, statuses, prior.manifests, cached)
+
+    generation = prior.generation + 1
+    nonempty = reads.seal.nonempty | reads.backfill.nonempty
+    after = state.State(
+        generation=prior.generation,
+        origin=plan.origin,
+        watermark=plan.watermark,
+        now=now,
+        edges=sealed,
+        activity=activity_sealed,
+        namespaces=pl.DataFrame(
+            [asdict(s) for _, s in sorted(states.items())], schema=state.NAMESPACES_SCHEMA
+        ),
+        files=incremental.sealed_files(prior.files, plan.seal, nonempty, generation),
+        runs=prior.runs,
+        manifests=manifests,
+        table_files=prior.table_files,
+    )
+    changed = not prior.same_content(after)
+    if changed:
+        after = replace(after, runs=_log_run(prior, plan, reads, now, pruned))
+    late = incremental.late_note(plan)
+    facts = RunFacts(
+        now=now,
+        since=plan.origin,
+        input={
+            "files": after.files.filter(~pl.col("empty")).height + reads.open.files,
+            "rows": int(everything.get_column("rows").sum()) if everything.height else 0,
+            "flows": int(everything.get_column("flows").sum()) if everything.height else 0,
+            "edges": everything.height,
+        },
+        incremental={
+            "generation": generation if changed else prior.generation,
+            "sealed_files": after.files.height,
+            "open_files": len(plan.open),
+            "late_files": len(plan.late),
+            "state_edges": sealed.height,
+            "pruned_edges": pruned,
+        },
+        states=states,
+        stale_rules=stale_rules,
+        pruned=request.prune_stale,
+    )
     report = _report(
         settings,
-        now,
-        since,
-        source,
-        all_edges,
+        facts,
         recs,
-        statuses,
         files,
-        selection,
-        excluded=_exclusions(exclusions.excluded),
-        flagged=_exclusions(exclusions.flagged),
+        learned.selection,
+        excluded=exclusions(learned.excluded.excluded),
+        flagged=exclusions(learned.excluded.flagged),
         rejected=tuple(
             rpt.Rejection(r.reason, r.edges, r.flows, r.samples) for r in rejections.items
         ),
-        warnings=tuple(warnings),
+        warnings=(*learned.warnings, *([late] if late else [])),
     )
-    return Computation(recs, statuses, files, report)
+    return Computation(recs, statuses, files, report, after, changed, stale_rules, reads)
+
+
+def _without(frame: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    return frame.join(keys, on=list(KEY_COLUMNS), how="anti", nulls_equal=True)
+
+
+def _log_run(
+    prior: state.State, plan: incremental.Plan, reads: Reads, now: datetime, pruned: int
+) -> pl.DataFrame:
+    row = {
+        "generation": prior.generation + 1,
+        "now": now,
+        "origin": plan.origin,
+        "files_read": sum(b.files for b in reads.batches),
+        "files_sealed": len(plan.seal),
+        "rows_read": sum(b.rows for b in reads.batches),
+        "flows_read": sum(b.flows for b in reads.batches),
+        "late_ignored": len(plan.late),
+        "backfill_files": len(plan.backfill),
+        "pruned_edges": pruned,
+    }
+    return pl.concat([prior.runs, pl.DataFrame([row], schema=state.RUNS_SCHEMA)])
 
 
 def run(request: RunRequest) -> RunResult:
-    computation = compute(request)
-    out = request.out
-    files = dict(computation.files)
-    files["report.json"] = rpt.to_json(computation.report).encode()
-    files["report.md"] = rpt.to_markdown(computation.report).encode()
-    written, removed = atomic.sync_tree(out, files, owned="policies")
-    return RunResult(computation, tuple(written), tuple(removed))
-
-
-def _exclusions(tallies: Mapping[tuple[str, str], exclude.Tally]) -> tuple[rpt.Exclusion, ...]:
-    return tuple(
-        rpt.Exclusion(reason, policy, t.edges, t.flows, t.bytes)
-        for (reason, policy), t in sorted(tallies.items())
-    )
-
-
-def peer_text(rule: Rule) -> str:
-    """A short, human-readable name for the peer of a rule (reports only)."""
-    if rule.scope == "Namespace":
-        return "namespace " + ",".join(rule.namespaces)
-    if rule.scope == "NetworkSet" and rule.netset is not None:
-        where = rule.netset.namespace or "global"
-        return f"networkset {where}/{rule.netset.name}"
-    if rule.scope == "Service" and rule.service is not None:
-        return f"service {rule.service.namespace or '-'}/{rule.service.name}"
-    if rule.scope == "Domains":
-        return "domains " + ",".join(rule.domains)
-    nets = ",".join(rule.nets)
-    return f"nets {nets}" + (f" except {len(rule.not_nets)} ranges" if rule.not_nets else "")
-
-
-def rule_entry(rule: Rule) -> rpt.RuleEntry:
-    ev = rule.evidence
-    return rpt.RuleEntry(
-        direction=rule.direction,
-        action=rule.action,
-        scope=rule.scope,
-        peer=peer_text(rule),
-        protocol=rule.protocol,
-        ports=tuple(str(p) for p in rule.ports),
-        evidence=rpt.Evidence(
-            rpt.rfc3339(ev.first_seen),
-            rpt.rfc3339(ev.last_seen),
-            ev.flows,
-            ev.bytes,
-            ev.days,
-            ev.edges,
-        ),
-        flags=rule.flags,
-    )
-
-
-def _report(
-    settings: Settings,
-    now: datetime,
-    since: datetime,
-    source: sources.FlowSource,
-    all_edges: pl.DataFrame,
-    recs: Mapping[str, Recommendation],
-    statuses: Mapping[str, tuple[str, datetime]],
-    files: Mapping[str, bytes],
-    selection: namespaces.SelectedNamespaces,
-    *,
-    excluded: tuple[rpt.Exclusion, ...],
-    flagged: tuple[rpt.Exclusion, ...],
-    rejected: tuple[rpt.Rejection, ...],
-    warnings: tuple[str, ...],
-) -> rpt.RunReport:
-    entries = []
-    for ns in sorted(recs):
-        rec = recs[ns]
-        manifest = f"policies/{ns}.yaml" if f"policies/{ns}.yaml" in files else None
-        entries.append(
-            rpt.NamespaceEntry(
-                namespace=ns,
-                name=policy_name(settings, ns),
-                status=statuses[ns][0],
-                lastUpdated=rpt.rfc3339(statuses[ns][1]),
-                stagedAction="Learn",
-                manifest=manifest,
-                rules=tuple(rule_entry(r) for r in rec.rules),
-                notes=rec.folded,
-                flags=rec.flags,
-            )
-        )
-    return rpt.RunReport(
-        now=rpt.rfc3339(now),
-        window={"since": rpt.rfc3339(since), "until": rpt.rfc3339(now)},
-        flavor=settings.flavor,
-        tier=settings.tier_name,
-        input={
-            "files": len(source.files),
-            "rows": int(all_edges.get_column("rows").sum()) if all_edges.height else 0,
-            "flows": int(all_edges.get_column("flows").sum()) if all_edges.height else 0,
-            "edges": all_edges.height,
-        },
-        namespaces=tuple(entries),
-        excluded_namespaces=tuple(
-            {"namespace": name, "reason": reason} for name, reason in selection.excluded
-        ),
-        excluded=excluded,
-        flagged=flagged,
-        rejected=rejected,
-        warnings=warnings,
+    """Lock the state, compute, commit the new state, then write policies and reports."""
+    directory = request.state_dir
+    with lock.acquire(directory) as held:
+        checkpoints.reached("after-lock")
+        prior = state.load(directory)
+        state.collect_garbage(directory, prior.table_files.values())
+        computation = compute(request, prior, render_cache.output_reader(request.out))
+        if computation.changed:
+            state.commit(directory, prior, computation.state)
+        out = request.out
+        written, removed = atomic.sync_tree(out, computation.files, owned="policies")
+        checkpoints.reached("after-policies")
+        reports = {
+            "report.json": rpt.to_json(computation.report).encode(),
+            "report.md": rpt.to_markdown(computation.report).encode(),
+        }
+        for name, data in reports.items():
+            if atomic.write_bytes(out / name, data):
+                written.append(name)
+        checkpoints.reached("after-report")
+    warnings = (held.warning,) if held.warning else ()
+    return RunResult(
+        computation, tuple(sorted(written)), tuple(removed), computation.changed, warnings
     )

@@ -52,6 +52,19 @@ class NamespaceEntry:
     rules: tuple[RuleEntry, ...]
     notes: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    rhythm: str | None = None  # "daily" / "weekly" (schedule.py)
+    last_flow: str | None = None
+
+
+@dataclass(frozen=True)
+class StaleRule:
+    """A rule with evidence older than the stale period: it goes (`fully_stale`) or narrows
+    when stale evidence is pruned; `pruned` when this run did (`--prune-stale`)."""
+
+    namespace: str
+    fully_stale: bool
+    pruned: bool
+    rule: RuleEntry
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,10 @@ class RunReport:
     flagged: tuple[Exclusion, ...]
     rejected: tuple[Rejection, ...]
     warnings: tuple[str, ...] = field(default=())
+    stale_rules: tuple[StaleRule, ...] = field(default=())
+    # The learning state after this run (jobs/state.py): what it holds, not what this run
+    # happened to read, so identical state and inputs give identical reports.
+    incremental: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,6 +119,8 @@ def summary_counts(report: RunReport) -> dict[str, int]:
         "excluded_flows": sum(e.flows for e in report.excluded),
         "rejected_edges": sum(r.edges for r in report.rejected),
         "rejected_flows": sum(r.flows for r in report.rejected),
+        "stale_rules": sum(1 for r in report.stale_rules if not r.pruned),
+        "pruned_rules": sum(1 for r in report.stale_rules if r.pruned),
     }
 
 
@@ -138,6 +157,27 @@ def _tally_table(title: str, rows: tuple[Exclusion, ...]) -> list[str]:
         ),
         "",
     ]
+
+
+def _stale_table(rows: tuple[StaleRule, ...]) -> list[str]:
+    if not rows:
+        return []
+    out = [
+        "### Stale rules",
+        "",
+        "| namespace | direction | scope | peer | protocol | ports | last seen | change |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        rule = row.rule
+        ports = ",".join(rule.ports) if rule.ports else "any"
+        change = "removed" if row.fully_stale else "narrowed"
+        change = change if row.pruned else f"would be {change} (--prune-stale)"
+        out.append(
+            f"| `{row.namespace}` | {rule.direction} | {rule.scope} | `{_cell(rule.peer)}` "
+            f"| {rule.protocol} | {ports} | {rule.evidence.last_seen} | {change} |"
+        )
+    return [*out, ""]
 
 
 def to_markdown(report: RunReport) -> str:
@@ -196,6 +236,7 @@ def to_markdown(report: RunReport) -> str:
             for r in report.rejected
         ]
         tail.append("")
+    tail += _stale_table(report.stale_rules)
     text = "\n".join(lines + body + tail)
     if len(text) > MARKDOWN_LIMIT:
         note = "\n_Report truncated; the full report is in `report.json`._\n"

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flowfence import pipeline
+from flowfence import pipeline, watch
 from flowfence import report as rpt
-from flowfence.config import load_settings
+from flowfence.config import Settings, load_settings
 from flowfence.errors import BadInput
 
 FLAVORS = ("calico-enterprise", "calico", "kubernetes")
@@ -51,6 +51,18 @@ def _summary(result: pipeline.RunResult, out: Path) -> None:
         f"higher tiers; {counts['rejected_flows']} flows rejected. "
         f"Wrote {len(result.written)} files, removed {len(result.removed)} in {out}."
     )
+    reads = result.computation.reads
+    if reads is not None:
+        read = sum(b.files for b in reads.batches)
+        rows = sum(b.rows for b in reads.batches)
+        generation = report.incremental.get("generation")
+        saved = f"state generation {generation}" if result.committed else "state unchanged"
+        console.print(f"Read {read} files ({rows} rows) this run; {saved}.")
+    if counts["stale_rules"]:
+        console.print(
+            f"{counts['stale_rules']} stale rules proposed for removal (see report.md; "
+            "--prune-stale removes them)."
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -132,6 +144,36 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
         ] = None,
+        state: Annotated[
+            Path | None,
+            typer.Option(
+                "--state",
+                envvar="FLOWFENCE_STATE",
+                help="Learning state directory (default DIR/state): what was read, the "
+                "evidence per rule, the status per namespace.",
+                file_okay=False,
+            ),
+        ] = None,
+        prune_stale: Annotated[
+            bool,
+            typer.Option(
+                "--prune-stale",
+                help="Remove the rules the report lists as stale (evidence older than "
+                "staleRulePeriod).",
+            ),
+        ] = False,
+        watch_mode: Annotated[
+            bool,
+            typer.Option(
+                "--watch",
+                help="Run every `interval` until SIGTERM or SIGINT, finishing the run in "
+                "progress (a long-lived Deployment).",
+            ),
+        ] = False,
+        watch_every: Annotated[
+            float | None,
+            typer.Option("--watch-every", hidden=True, help="Seconds between runs (tests)."),
+        ] = None,
     ) -> None:
         """Learn one namespace-isolation policy per namespace from the flows and write them."""
         if flavor is not None and flavor not in FLAVORS:
@@ -146,16 +188,41 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             temp_dir=temp_dir,
         )
-        request = pipeline.RunRequest(
-            flows=flows,
-            out=out,
-            settings=settings,
-            now=parse_now(now),
-            existing_policies=existing_policies,
-            namespaces_file=namespaces_file,
-        )
-        result = pipeline.run(request)
-        if output == "json":
-            typer.echo(json.dumps(result.computation.report.to_dict(), indent=2))
-        else:
-            _summary(result, out)
+        if watch_mode and now is not None:
+            raise BadInput("--now cannot be combined with --watch (each run reads the clock)")
+        if watch_every is not None and watch_every <= 0:
+            raise BadInput("--watch-every must be positive")
+
+        def once(_: int = 0) -> None:
+            request = pipeline.RunRequest(
+                flows=flows,
+                out=out,
+                settings=settings,
+                now=parse_now(now),
+                existing_policies=existing_policies,
+                namespaces_file=namespaces_file,
+                state=state,
+                prune_stale=prune_stale,
+            )
+            result = pipeline.run(request)
+            for warning in result.warnings:
+                typer.echo(f"flowfence: warning: {warning}", err=True)
+            if output == "json":
+                typer.echo(json.dumps(result.computation.report.to_dict(), indent=2))
+            else:
+                _summary(result, out)
+
+        if not watch_mode:
+            once()
+            return
+        raise typer.Exit(_watch(once, settings, watch_every))
+
+
+def _notify(message: str) -> None:
+    typer.echo(f"flowfence: watch: {message}", err=True)
+
+
+def _watch(once: watch.RunOnce, settings: Settings, every: float | None) -> int:
+    seconds = every if every is not None else settings.interval.total_seconds()
+    with watch.handle_signals(watch.Stop(), _notify) as stop:
+        return watch.loop(once, seconds, stop, _notify)

@@ -1,0 +1,328 @@
+"""Incremental runs: only unread data is read, evidence merges exactly, reruns change nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from conftest import CliResult, FlowLog
+from test_state_support import (
+    T0,
+    flow_rows,
+    has_rule,
+    outputs,
+    report,
+    rules_of,
+    run_args,
+    scope_file,
+    statuses,
+    steady,
+    tree,
+    write_hour,
+)
+
+from flowfence.fixtures_gen import generate
+
+RunCli = Callable[[Sequence[str]], CliResult]
+LINKS = [("web", "api", 8080), ("api", "db", 5432)]
+
+
+def ok(result: CliResult) -> CliResult:
+    assert result.code == 0, result.err
+    return result
+
+
+def state_table(out: Path, name: str) -> pl.DataFrame:
+    state = out / "state"
+    manifest = json.loads((state / "manifest.json").read_text())
+    return pl.read_parquet(state / manifest["tables"][name])
+
+
+def comparable(out: Path) -> list[dict[str, Any]]:
+    """The namespaces of report.json without the run-dependent status fields."""
+    keep = ("namespace", "name", "manifest", "rules", "notes", "flags", "rhythm", "last_flow")
+    return [{k: n[k] for k in keep} for n in report(out)["namespaces"]]
+
+
+def test_incremental_equals_full_recomputation(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    generate("demo", flows, seed=5, rows=2400, start=T0, hours=48)
+    inc, full = tmp_path / "inc", tmp_path / "full"
+    short = scope_file(tmp_path / "short.yaml", initialLookback="24h")
+    # Files after --now exist already; each run reads only what starts before its clock.
+    for hours in (24, 29.5, 36, 47, 48):
+        ok(run_cli(run_args(flows, inc, T0 + timedelta(hours=hours), "--config", short)))
+    wide = scope_file(tmp_path / "wide.yaml", initialLookback="48h")
+    ok(run_cli(run_args(flows, full, T0 + timedelta(hours=48), "--config", wide)))
+    assert comparable(inc) == comparable(full)
+    assert report(inc)["excluded"] == report(full)["excluded"]
+    # Evidence merged over five reads equals one read: flows, bytes and days included.
+    sealed_inc = state_table(inc, "edges")
+    assert sealed_inc.equals(state_table(full, "edges"))
+    assert state_table(inc, "activity").equals(state_table(full, "activity"))
+    assert state_table(inc, "runs").height == 5
+
+
+def test_same_data_twice_changes_nothing(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 24, LINKS)
+    out = tmp_path / "out"
+    now = T0 + timedelta(hours=24)
+    ok(run_cli(run_args(flows, out, now)))
+    before = tree(out)
+    again = ok(run_cli(run_args(flows, out, now, "--output", "json")))
+    assert json.loads(again.out)["incremental"]["generation"] == 1  # nothing committed
+    assert tree(out) == before  # outputs and state, byte for byte
+    # Identical inputs into a fresh directory give identical bytes.
+    other = tmp_path / "other"
+    ok(run_cli(run_args(flows, other, now)))
+    assert outputs(other) == outputs(out)
+
+
+def test_reads_only_unread_files_plus_open_partitions(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 24, LINKS)
+    out = tmp_path / "out"
+    first = json.loads(
+        ok(run_cli(run_args(flows, out, T0 + timedelta(hours=24), "--output", "json"))).out
+    )
+    # lateArrivalGrace 1h: the newest partition stays open, the 23 before it are sealed.
+    assert first["input"]["files"] == 24
+    assert first["incremental"]["sealed_files"] == 23
+    assert first["incremental"]["open_files"] == 1
+    steady(flows, T0 + timedelta(hours=24), 2, LINKS)
+    second = json.loads(
+        ok(run_cli(run_args(flows, out, T0 + timedelta(hours=26), "--output", "json"))).out
+    )
+    assert second["input"]["files"] == 26  # the report describes all the evidence
+    assert second["incremental"]["sealed_files"] == 25
+    # What each run read is logged in the state: the second read the open partition again
+    # and the two new ones, nothing else.
+    runs = state_table(out, "runs").rows(named=True)
+    assert [(r["files_read"], r["files_sealed"]) for r in runs] == [(24, 23), (3, 2)]
+    files = state_table(out, "files")
+    assert files.height == 25 and files.get_column("rel").n_unique() == 25
+
+
+def test_late_files_in_an_open_partition_count_once(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 24, LINKS)
+    out, full = tmp_path / "out", tmp_path / "full"
+    now = T0 + timedelta(hours=24)
+    ok(run_cli(run_args(flows, out, now)))
+    last_hour = T0 + timedelta(hours=23, minutes=30)
+    # A late file lands in the newest (still open) partition, and its first file is
+    # rewritten with more rows: both must be counted exactly once.
+    write_hour(
+        flows,
+        flow_rows(
+            last_hour,
+            source_namespace="web",
+            dest_namespace="api",
+            source_name_aggr="web-*",
+            dest_name_aggr="api-*",
+            dest_port=8080,
+        ),
+        name="late",
+    )
+    rows = flow_rows(
+        last_hour - timedelta(minutes=5),
+        source_namespace="api",
+        dest_namespace="db",
+        source_name_aggr="api-*",
+        dest_name_aggr="db-*",
+        dest_port=5432,
+    )
+    write_hour(flows, rows * 3, name="flows")
+    again = json.loads(ok(run_cli(run_args(flows, out, now, "--output", "json"))).out)
+    assert again["incremental"]["late_files"] == 0
+    ok(run_cli(run_args(flows, full, now)))
+    assert comparable(out) == comparable(full)
+    web = {r["peer"]: r["evidence"]["flows"] for r in rules_of(out, "web")}
+    assert web == {r["peer"]: r["evidence"]["flows"] for r in rules_of(full, "web")}
+
+
+def test_late_file_in_a_sealed_partition_is_reported_not_read(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 24, LINKS)
+    out = tmp_path / "out"
+    now = T0 + timedelta(hours=24)
+    ok(run_cli(run_args(flows, out, now)))
+    policies = outputs(out)
+    late = flow_rows(
+        T0 + timedelta(hours=3),
+        source_namespace="web",
+        dest_namespace="db",
+        source_name_aggr="web-*",
+        dest_name_aggr="db-*",
+        dest_port=5432,
+    )
+    write_hour(flows, late, name="late")
+    data = json.loads(ok(run_cli(run_args(flows, out, now, "--output", "json"))).out)
+    assert data["incremental"]["late_files"] == 1
+    assert any("date=2026-10-01/hour=03/late.parquet" in w for w in data["warnings"])
+    assert not has_rule(out, "web", "egress", "db", "TCP", "5432")
+    assert {k: v for k, v in outputs(out).items() if k.startswith("policies/")} == {
+        k: v for k, v in policies.items() if k.startswith("policies/")
+    }
+
+
+def _pair(src: str, dst: str, port: int, at: timedelta) -> list[dict[str, Any]]:
+    return flow_rows(
+        T0 + at,
+        source_namespace=src,
+        dest_namespace=dst,
+        source_name_aggr=f"{src}-*",
+        dest_name_aggr=f"{dst}-*",
+        dest_port=port,
+    )
+
+
+def test_a_namespace_selected_later_gets_its_own_lookback(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 100, [("web", "api", 8080)])
+    write_hour(flows, _pair("late", "api", 1001, timedelta(hours=2)), name="old")
+    write_hour(flows, _pair("late", "api", 1005, timedelta(hours=60)), name="new")
+    out = tmp_path / "out"
+    without = scope_file(
+        tmp_path / "a.yaml",
+        initialLookback="48h",
+        namespaceSpec={"selector": "projectcalico.org/name != 'late'"},
+    )
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=48), "--config", without)))
+    assert "late" not in statuses(out)
+    everyone = scope_file(
+        tmp_path / "b.yaml", initialLookback="48h", namespaceSpec={"selector": "all()"}
+    )
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=100), "--config", everyone)))
+    # `late` joined at hour 100: it learns from hour 52 on, although the state holds hour 2.
+    assert has_rule(out, "late", "egress", "api", "TCP", "1005")
+    assert not has_rule(out, "late", "egress", "api", "TCP", "1001")
+    assert statuses(out)["late"][0] == "Learning"
+    # `api` learned since the first run's lookback: both of late's connections are in.
+    assert has_rule(out, "api", "ingress", "late", "TCP", "1001")
+
+
+def test_a_larger_lookback_backfills_exactly(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 75, [("web", "api", 8080)])
+    write_hour(flows, _pair("old", "api", 2001, timedelta(hours=5)), name="old")
+    out, full = tmp_path / "out", tmp_path / "full"
+    day = scope_file(tmp_path / "day.yaml", initialLookback="24h")
+    # Not on the hour: partition 48 straddles the first origin and is read in part.
+    first = T0 + timedelta(hours=72, minutes=30)
+    ok(run_cli(run_args(flows, out, first, "--config", day)))
+    web_before = rules_of(out, "web")
+    assert "old" not in statuses(out)
+    wide = scope_file(tmp_path / "wide.yaml", initialLookback="72h")
+    later = first + timedelta(hours=1)
+    ok(run_cli(run_args(flows, out, later, "--config", wide)))
+    assert state_table(out, "runs").row(-1, named=True)["backfill_files"] >= 1
+    assert has_rule(out, "old", "egress", "api", "TCP", "2001")
+    # `web` keeps its own window: same rules, still not Learning.
+    assert [r["peer"] for r in rules_of(out, "web")] == [r["peer"] for r in web_before]
+    assert statuses(out)["web"][0] == "Stabilizing"
+    # The state equals one read of the whole 72 hours.
+    ok(run_cli(run_args(flows, full, later, "--config", wide)))
+    assert state_table(out, "edges").equals(state_table(full, "edges"))
+
+
+def test_now_before_the_state_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 4, LINKS)
+    out = tmp_path / "out"
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=4))))
+    before = tree(out)
+    result = run_cli(run_args(flows, out, T0 + timedelta(hours=3)))
+    assert result.code == 2
+    assert "before the last run recorded in the state" in result.err
+    assert tree(out) == before
+
+
+@pytest.mark.parametrize("where", ["--state", "FLOWFENCE_STATE"])
+def test_state_can_live_elsewhere(
+    tmp_path: Path, run_cli: RunCli, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flows = tmp_path / "flows"
+    steady(flows, T0, 3, LINKS)
+    out, state = tmp_path / "out", tmp_path / "elsewhere"
+    extra: list[str] = []
+    if where == "--state":
+        extra = ["--state", str(state)]
+    else:
+        monkeypatch.setenv("FLOWFENCE_STATE", str(state))
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=3), *extra)))
+    assert (state / "manifest.json").is_file()
+    assert not (out / "state").exists()
+
+
+def test_unchanged_manifests_are_not_rendered_again(
+    tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowfence import render_cache
+
+    dumped: list[str] = []
+    real = render_cache.dump
+
+    def counting(doc: dict[str, Any]) -> bytes:
+        dumped.append(doc["kind"])
+        return real(doc)
+
+    monkeypatch.setattr(render_cache, "dump", counting)
+    flows = tmp_path / "flows"
+    steady(flows, T0, 6, LINKS)
+    out = tmp_path / "out"
+    scope = scope_file(tmp_path / "scope.yaml")
+    for hours in (6, 13):  # Learning, then Stable: every policy changes
+        ok(run_cli(run_args(flows, out, T0 + timedelta(hours=hours), "--config", scope)))
+
+    def policies() -> dict[str, bytes]:
+        return {k: v for k, v in outputs(out).items() if k.startswith("policies/")}
+
+    expected = policies()
+    dumped.clear()
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=14), "--config", scope)))
+    assert "StagedNetworkPolicy" not in dumped  # all three were reused
+    assert policies() == expected
+    # A policy edited by hand is written again.
+    web = out / "policies" / "web.yaml"
+    web.write_text(web.read_text().replace("Allow", "Deny"))
+    ok(run_cli(run_args(flows, out, T0 + timedelta(hours=15), "--config", scope)))
+    assert dumped.count("StagedNetworkPolicy") == 1
+    assert policies() == expected
+
+
+def test_a_flat_file_seals_once_old_enough(tmp_path: Path, run_cli: RunCli) -> None:
+    flows = tmp_path / "flows"
+    rows = flow_rows(
+        T0 + timedelta(hours=1),
+        source_namespace="web",
+        dest_namespace="api",
+        source_name_aggr="web-*",
+        dest_name_aggr="api-*",
+        dest_port=8080,
+    )
+    FlowLog().write(flows / "flat.parquet", rows)
+    out = tmp_path / "out"
+    # --now in the past of the file's mtime: it may still change, read it again each run.
+    for hours in (2, 3):
+        ok(run_cli(run_args(flows, out, T0 + timedelta(hours=hours))))
+        assert report(out)["incremental"]["open_files"] == 1
+    assert state_table(out, "files").height == 0
+    assert has_rule(out, "web", "egress", "api", "TCP", "8080")
+    # --now well after its mtime (plus lateArrivalGrace): sealed, never read again.
+    later = datetime.now(UTC) + timedelta(hours=2)
+    wide = scope_file(tmp_path / "wide.yaml", initialLookback=f"{24 * 400}h")
+    ok(run_cli(run_args(flows, out, later, "--config", wide)))
+    assert state_table(out, "files").get_column("rel").to_list() == ["flat.parquet"]
+    again = ok(run_cli(run_args(flows, out, later + timedelta(hours=1), "--config", wide)))
+    assert "Read 0 files (0 rows) this run" in again.out
+    assert report(out)["incremental"]["open_files"] == 0
+    assert has_rule(out, "web", "egress", "api", "TCP", "8080")

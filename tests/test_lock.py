@@ -1,0 +1,94 @@
+"""One run per state: a second run is refused naming the holder; a dead holder's lock is
+taken over with a warning."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import CliResult
+from test_state_support import T0, kill, paused, run_args, spawn, statuses, steady, wait_for
+
+from flowfence import lock
+
+RunCli = Callable[[Sequence[str]], CliResult]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_held_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    with lock.acquire(tmp_path) as held:
+        assert held.took_over is None
+        with pytest.raises(lock.LockHeld) as info, lock.acquire(tmp_path):
+            pass
+    message = str(info.value)
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
+    assert "another flowfence run" in message
+    # Released: the file stays, empty, and the lock can be taken again.
+    assert (tmp_path / "lock").read_text() == ""
+    with lock.acquire(tmp_path) as again:
+        assert again.took_over is None
+        holder = json.loads((tmp_path / "lock").read_text())
+        assert holder["pid"] == os.getpid()
+
+
+def test_a_dead_holders_lock_is_taken_over_with_a_warning(tmp_path: Path) -> None:
+    pid = dead_pid()
+    record = {"pid": pid, "host": socket.gethostname(), "started": "2026-10-01T00:00:00Z"}
+    (tmp_path / "lock").write_text(json.dumps(record))
+    with lock.acquire(tmp_path) as held:
+        assert held.took_over is not None and held.took_over.pid == pid
+        warning = held.warning or ""
+    assert f"pid {pid} on host {socket.gethostname()}" in warning
+    assert "no such process" in warning
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    root = tmp_path / "flows"
+    steady(root, T0, 3, [("web", "api", 8080)])
+    return root
+
+
+def test_a_second_run_is_refused_while_one_is_going(
+    flows: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out, pause = tmp_path / "out", tmp_path / "pause"
+    now = T0 + timedelta(hours=3)
+    first = spawn(run_args(flows, out, now), paused(pause, "after-read"))
+    try:
+        wait_for(pause, first)
+        second = run_cli(run_args(flows, out, now))
+        assert second.code == 1
+        assert f"locked by pid {first.pid} on host {socket.gethostname()}" in second.err
+        assert not (out / "report.json").exists()
+    finally:
+        pause.unlink(missing_ok=True)  # let the first run go on
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert statuses(out)["web"][0] == "Learning"
+    assert run_cli(run_args(flows, out, now)).code == 0  # and now it is free
+
+
+def test_a_killed_runs_lock_is_taken_over(flows: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    out, pause = tmp_path / "out", tmp_path / "pause"
+    now = T0 + timedelta(hours=3)
+    victim = spawn(run_args(flows, out, now), paused(pause, "after-lock"))
+    wait_for(pause, victim)
+    kill(victim)
+    result = run_cli(run_args(flows, out, now))
+    assert result.code == 0, result.err
+    assert f"took over a stale state lock from pid {victim.pid}" in result.err
+    assert "no such process" in result.err
