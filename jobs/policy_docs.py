@@ -59,6 +59,9 @@ _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
+# libyaml's loader when PyYAML was built with it: same documents, about ten times faster.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class Loader:
     """Accumulates documents; `build()` returns the PolicySet."""
@@ -93,7 +96,7 @@ class Loader:
     def add_file(self, file: Path) -> None:
         try:
             text = file.read_text(encoding="utf-8")
-            docs = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+            docs = list(yaml.load_all(text, Loader=_LOADER))
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"{file}: cannot read: {exc}") from exc
         except yaml.YAMLError as exc:
