@@ -67,7 +67,12 @@ def aggregate(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> pl.DataFrame:
-    """Aggregate the bound `flows` view into edges, sorted by key for deterministic output."""
+    """Aggregate the bound `flows` view into edges, sorted by key for deterministic output.
+
+    The window belongs to the binding (`sources.bind_flows(..., since=, until=)`), which
+    filters raw rows before it groups them; `since`/`until` here repeat it. A narrower window
+    than the bound one would filter whole (key, hour) groups, not rows.
+    """
     frame = sql.relation(con, "edges", since=_naive_utc(since), until=_naive_utc(until)).pl()
     return conform(frame)
 

@@ -4,14 +4,17 @@ Calico writers disagree on physical types (times as TIMESTAMP or Unix seconds, l
 list, a struct or a map, policies as a list or a struct). Rather than casting row by row, we
 look at the Parquet type DuckDB reports for each column of each file and pick one fixed
 expression fragment from `sql/flows_normalise.sql` for it. The chosen fragments form a *plan*;
-files with the same plan are read together and projected once, so normalisation stays a
-vectorised DuckDB projection however large the input.
+files with the same plan are read together. `grouping` turns a plan into a pre-aggregation
+(raw rows grouped on their raw key columns and UTC hour, fragments applied once per group),
+which is how sources.py binds the DuckDB view; `projection` is the per-row form the Spark
+engine uses.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
@@ -93,7 +96,13 @@ FLOWS_SCHEMA: tuple[tuple[str, str], ...] = (
     ("packets_in", "BIGINT"),
     ("packets_out", "BIGINT"),
     ("host", "VARCHAR"),
+    ("rows", "BIGINT"),
 )
+
+# Measures of a view row: how the per-row values combine when raw rows are grouped.
+_FIRST, _LAST = "start_time", "end_time"
+COUNTERS: tuple[str, ...] = tuple(c for c, kind in OPTIONAL.items() if kind == "counter")
+_NET_TYPE = {"source_ip": "source_type", "dest_ip": "dest_type"}
 
 EXPECTED: dict[Kind, str] = {
     "time": "TIMESTAMP, TIMESTAMPTZ or Unix seconds (integer or float)",
@@ -237,19 +246,71 @@ def plan(types: Mapping[str, DuckDBPyType]) -> Plan:
         for out, section in chosen:
             uses_input = not section.startswith("absent_")
             steps[out] = (out, section, column if uses_input else None)
+    steps["rows"] = ("rows", "one_row", None)
     return tuple(steps[name] for name, _ in FLOWS_SCHEMA)
 
 
-def projection(steps: Plan) -> list[duckdb.Expression]:
-    """The select list for a plan: each fragment with `{col}` bound to its input column.
+def fragment(section: str, column: str | None) -> str:
+    """The SQL text of one fragment with `{col}` bound to the quoted input column.
 
     Only identifiers from the fixed contract above are substituted, never data or paths.
     """
-    fragments = sections()
-    exprs = []
+    text = sections()[section]
+    return text if column is None else text.replace("{col}", f'"{column}"')
+
+
+def projection(steps: Plan) -> list[duckdb.Expression]:
+    """The per-row select list for a plan: each fragment bound to its input column, `rows` 1."""
+    return [duckdb.SQLExpression(fragment(s, c)).alias(out) for out, s, c in steps]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A plan as a pre-aggregation: per-row select, GROUP BY, then the normalising select.
+
+    rows: the per-row select list over the raw file: the raw key columns (IPs of non-`net`
+    endpoints nulled), start_time/end_time and the counters normalised, and `hour`. keys: the
+    GROUP BY columns of `rows`. measures: the aggregate select list (keys, min start_time, max
+    end_time, counter sums, `rows` = count). view: the select list over the groups giving
+    FLOWS_SCHEMA, the key fragments applied once per group.
+    """
+
+    rows: tuple[duckdb.Expression, ...]
+    keys: tuple[str, ...]
+    measures: tuple[duckdb.Expression, ...]
+    view: tuple[duckdb.Expression, ...]
+
+
+def grouping(steps: Plan) -> Grouping:
+    """The pre-aggregated form of `projection(steps)`: the same view rows merged per raw key
+    and UTC hour. Exact for every measure sql/ computes over the view (min, max, sums, distinct
+    days or hours, raw rows as sum(rows)), because each fragment is a function of raw values."""
+    by_out = {out: (section, column) for out, section, column in steps}
+    rows: dict[str, str] = {}
+    measures: dict[str, str] = {}
+    view: list[duckdb.Expression] = []
     for out, section, column in steps:
-        text = fragments[section]
-        if column is not None:
-            text = text.replace("{col}", f'"{column}"')
-        exprs.append(duckdb.SQLExpression(text).alias(out))
-    return exprs
+        if out in (_FIRST, _LAST):
+            rows[out] = fragment(section, column)
+            measures[out] = fragment("group_first" if out == _FIRST else "group_last", out)
+            view.append(duckdb.ColumnExpression(out))
+        elif out in COUNTERS:
+            rows[out] = fragment(section, column)
+            measures[out] = fragment("group_sum", out)
+            view.append(duckdb.ColumnExpression(out))
+        elif out == "rows":
+            measures[out] = fragment("group_rows", None)
+            view.append(duckdb.ColumnExpression(out))
+        else:
+            if column is not None and column in _NET_TYPE:
+                kind = fragment(*by_out[_NET_TYPE[column]])
+                rows[column] = fragment("row_net_ip", column).replace("{type}", f"({kind})")
+            elif column is not None:
+                rows[column] = f'"{column}"'
+            view.append(duckdb.SQLExpression(fragment(section, column)).alias(out))
+    keys = tuple(c for c in rows if c not in measures)
+    rows["hour"] = fragment("row_hour", None).replace("{col}", f"({rows[_FIRST]})")
+    select = [duckdb.SQLExpression(text).alias(name) for name, text in rows.items()]
+    aggregates = [duckdb.ColumnExpression(k) for k in keys]
+    aggregates += [duckdb.SQLExpression(text).alias(name) for name, text in measures.items()]
+    return Grouping(tuple(select), (*keys, "hour"), tuple(aggregates), tuple(view))

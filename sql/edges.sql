@@ -1,7 +1,9 @@
 -- name: edges
 -- The edge aggregation: the one scan of the flow logs that every later stage works from.
 -- Takes: $since, $until (TIMESTAMP, UTC, either may be NULL for an open end); reads the view
---   `flows` bound by sources.py (which already pruned partitions outside the window).
+--   `flows`. sources.py binds it pre-aggregated (one row per raw key and UTC hour, `rows` raw
+--   rows behind each) with the window already applied to the raw rows, so for DuckDB this
+--   filter only repeats the binding's window; it does the filtering for the per-row Spark view.
 -- Returns: one row per distinct edge (EDGE_SCHEMA in jobs/edges.py): the endpoint, port,
 --   protocol, service, domain and policy-trace columns that identify it, with first_seen,
 --   last_seen, flows, bytes, packets, days (distinct UTC days) and rows (raw rows).
@@ -35,7 +37,7 @@ SELECT
     CAST(sum(bytes_in + bytes_out) AS BIGINT)                 AS bytes,
     CAST(sum(packets_in + packets_out) AS BIGINT)             AS packets,
     CAST(count(DISTINCT CAST(start_time AS DATE)) AS BIGINT)  AS days,
-    CAST(count(*) AS BIGINT)                                  AS rows
+    CAST(sum(rows) AS BIGINT)                                 AS rows
 FROM flows
 WHERE ($since::TIMESTAMP IS NULL OR end_time >= $since::TIMESTAMP)
   AND ($until::TIMESTAMP IS NULL OR start_time < $until::TIMESTAMP)

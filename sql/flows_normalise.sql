@@ -159,6 +159,39 @@ CAST(0 AS BIGINT)
 -- section: absent_one
 CAST(1 AS BIGINT)
 
+-- section: one_row
+-- rows, in a per-row view (the Spark engine): each row stands for one raw row
+CAST(1 AS BIGINT)
+
+-- The pre-aggregation behind the DuckDB `flows` view (encodings.grouping): raw rows are grouped
+-- on their raw key columns and the UTC hour of start_time first, and the fragments above are
+-- applied to the groups, not to every row. Exact, because each fragment is a function of the
+-- raw values of one group.
+
+-- section: row_hour
+-- the group's UTC hour; {col} is the start_time fragment. The hour (not only the day) so that
+-- per-hour activity (sql/state_activity.sql) is exact over the view, and the distinct UTC days
+-- of an edge with it.
+date_trunc('hour', {col})
+
+-- section: row_net_ip
+-- an IP kept only for `net` endpoints, before grouping: pod and host IPs would multiply the
+-- groups, and only sql/edges.sql reads IPs, for `net` endpoints. {type} is the endpoint type
+-- fragment (lower-cased), {col} the raw IP column.
+CASE WHEN {type} = 'net' THEN {col} END
+
+-- section: group_first
+min({col})
+
+-- section: group_last
+max({col})
+
+-- section: group_sum
+CAST(sum({col}) AS BIGINT)
+
+-- section: group_rows
+CAST(count(*) AS BIGINT)
+
 -- section: empty
 -- the whole view with no rows (no file left after time pruning): same columns and types
 SELECT
@@ -192,5 +225,6 @@ SELECT
     CAST(NULL AS BIGINT) AS bytes_out,
     CAST(NULL AS BIGINT) AS packets_in,
     CAST(NULL AS BIGINT) AS packets_out,
-    CAST(NULL AS VARCHAR) AS host
+    CAST(NULL AS VARCHAR) AS host,
+    CAST(NULL AS BIGINT) AS rows
 WHERE false

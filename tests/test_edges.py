@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
-from flowfence import edges
+from flowfence import edges, encodings, sources
 
 _ROW = """
 SELECT TIMESTAMP '2026-11-01 00:00:00' + to_minutes(i * 5) AS start_time,
@@ -20,7 +28,8 @@ SELECT TIMESTAMP '2026-11-01 00:00:00' + to_minutes(i * 5) AS start_time,
        ['0|__PROFILE__|pro:kns.shop|allow|0'] AS enforced_policies,
        []::VARCHAR[] AS pending_policies,
        2::BIGINT AS num_flows, 100::BIGINT AS bytes_in, 50::BIGINT AS bytes_out,
-       3::BIGINT AS packets_in, 1::BIGINT AS packets_out
+       3::BIGINT AS packets_in, 1::BIGINT AS packets_out,
+       1::BIGINT AS rows  -- a per-row view, as the Spark engine binds it
 FROM range(n) t(i)
 """
 
@@ -56,3 +65,102 @@ def test_net_edges_keep_destination_ips_and_window_filters() -> None:
     assert int(late["rows"].sum()) == 13  # rows ending at or after 23:00
     none = edges.aggregate(con, until=datetime(2026, 10, 1, tzinfo=UTC))
     assert none.height == 0 and none.schema == pl.Schema(edges.EDGE_SCHEMA)
+
+
+# --- the pre-aggregated `flows` view gives the edges the per-row view gives -------------------
+
+_T0 = datetime(2026, 11, 1, 22, 0)
+_LABELS = [["b=2", "a=1"], ["a=1", "b=2"], ["a=1", "-"], None, []]
+_HITS = [["0|t|shop/t.p|allow|0"], ["-", "0|t|shop/t.p|allow|0"], None]
+_KEY = st.fixed_dictionaries(
+    {
+        "source_type": st.sampled_from(["wep", "WEP", "net", "-"]),
+        "source_namespace": st.sampled_from(["shop", "-", "", None]),
+        "source_ip": st.sampled_from(["10.0.0.1", "10.0.0.2", "-", None]),
+        "dest_type": st.sampled_from(["wep", "net", "Net"]),
+        "dest_ip": st.sampled_from(["198.51.100.1", "198.51.100.2", "-"]),
+        "dest_port": st.sampled_from([443, 5432, None]),
+        "proto": st.sampled_from(["tcp", "TCP", "6", "udp"]),
+        "action": st.sampled_from(["allow", "deny"]),
+        "reporter": st.sampled_from(["src", "dst"]),
+        "labels": st.sampled_from(_LABELS),
+        "domains": st.sampled_from(["a.com,B.com", "b.com, a.com", "-", None]),
+        "hits": st.sampled_from(_HITS),
+        "host": st.sampled_from(["node-1", "node-2"]),
+    }
+)
+# Rows share a few keys, so that many fall into the same (key, hour) group.
+_MEASURES = st.fixed_dictionaries(
+    {
+        "key": st.integers(0, 3),
+        "start": st.integers(0, 4 * 3600),  # seconds after 22:00, across midnight
+        "length": st.integers(0, 900),
+        "num_flows": st.sampled_from([None, 1, 3]),
+        "bytes_in": st.sampled_from([None, 0, 100]),
+    }
+)
+
+
+def _write_raw(path: Path, rows: list[dict[str, Any]]) -> None:
+    starts = [int(_T0.replace(tzinfo=UTC).timestamp()) + r["start"] for r in rows]
+    table = {
+        "start_time": pa.array(starts, pa.int64()),
+        "end_time": pa.array([s + r["length"] for s, r in zip(starts, rows, strict=True)]),
+        "source_name_aggr": ["web-*"] * len(rows),
+        "dest_namespace": ["db"] * len(rows),
+        "dest_name_aggr": ["pg-*"] * len(rows),
+        "source_labels": pa.array([r["labels"] for r in rows], pa.list_(pa.string())),
+        "dest_domains": pa.array([r["domains"] for r in rows], pa.string()),
+        "policies": pa.array([r["hits"] for r in rows], pa.list_(pa.string())),
+        "dest_port": pa.array([r["dest_port"] for r in rows], pa.int32()),
+        "num_flows": pa.array([r["num_flows"] for r in rows], pa.int64()),
+        "bytes_in": pa.array([r["bytes_in"] for r in rows], pa.int64()),
+        **{
+            name: pa.array([r[name] for r in rows], pa.string())
+            for name in (
+                "source_type", "source_namespace", "source_ip", "dest_type", "dest_ip",
+                "proto", "action", "reporter", "host",
+            )
+        },
+    }  # fmt: skip
+    pq.write_table(pa.table(table), path)
+
+
+def _per_row(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """The view as it was before the pre-aggregation: every raw row, `rows` = 1."""
+    raw = con.read_parquet(str(path))
+    contract = {*encodings.REQUIRED, *encodings.OPTIONAL}
+    steps = encodings.plan(
+        {c: t for c, t in zip(raw.columns, raw.types, strict=True) if c in contract}
+    )
+    con.register("flows", raw.select(*encodings.projection(steps)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(_KEY, min_size=4, max_size=4),
+    st.lists(_MEASURES, min_size=1, max_size=40),
+    st.sampled_from([None, 0, 1800, 7200]),
+    st.sampled_from([None, 3600, 3 * 3600 + 1800]),
+)
+def test_grouped_view_gives_the_edges_of_the_per_row_view(
+    keys: list[dict[str, Any]],
+    measures: list[dict[str, Any]],
+    since: int | None,
+    until: int | None,
+) -> None:
+    rows = [{**keys[m["key"]], **m} for m in measures]
+    lo = None if since is None else (_T0 + timedelta(seconds=since)).replace(tzinfo=UTC)
+    hi = None if until is None else (_T0 + timedelta(seconds=until)).replace(tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flows.parquet"
+        _write_raw(path, rows)
+        grouped, reference = duckdb.connect(), duckdb.connect()
+        sources.bind_flows(grouped, path, since=lo, until=hi)
+        _per_row(reference, path)
+        got = edges.aggregate(grouped, since=lo, until=hi)
+        want = edges.aggregate(reference, since=lo, until=hi)
+    assert_frame_equal(got, want)
+    assert int(got["rows"].sum() or 0) == int(want["rows"].sum() or 0)
+    # fewer view rows than raw rows whenever two raw rows share a key and an hour
+    assert grouped.table("flows").count("*").fetchall()[0][0] <= len(rows)

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from flowfence import sql
 from flowfence.encodings import FLOWS_SCHEMA
 from flowfence.errors import ExitCode, FlowInputError
-from flowfence.sources import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, FlowSource, bind_flows
+from flowfence.sources import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    FlowSource,
+    bind_files,
+    bind_flows,
+)
 
 T0 = datetime(2024, 3, 1, 10, 0)  # naive UTC
 EPOCH = int(T0.replace(tzinfo=UTC).timestamp())
@@ -62,6 +68,11 @@ def column(con: duckdb.DuckDBPyConnection, name: str, view: str = "flows") -> li
 def schema(con: duckdb.DuckDBPyConnection, view: str = "flows") -> tuple[tuple[str, str], ...]:
     rel = con.table(view)
     return tuple(zip(rel.columns, map(str, rel.types), strict=True))
+
+
+def raw_rows(con: duckdb.DuckDBPyConnection, view: str = "flows") -> int:
+    """The raw rows behind the (pre-aggregated) view."""
+    return int(con.table(view).aggregate("coalesce(sum(rows), 0)").fetchall()[0][0])
 
 
 def bad(path: Path, **kw: Any) -> str:
@@ -271,6 +282,69 @@ def test_extra_columns_are_ignored(tmp_path: Path) -> None:
     assert "process_name" not in src.columns and "date" not in src.columns
 
 
+def _same_key(minutes: list[int], **over: Any) -> dict[str, Any]:
+    """Rows of one raw key starting `minutes` after T0, each lasting 5 minutes."""
+    n = len(minutes)
+    starts = [T0 + timedelta(minutes=m) for m in minutes]
+    cols = required(
+        n,
+        start_time=pa.array(starts, pa.timestamp("us")),
+        end_time=pa.array([s + timedelta(minutes=5) for s in starts], pa.timestamp("us")),
+        dest_port=pa.array([5432] * n, pa.int32()),
+        num_flows=pa.array([None, *range(2, n + 1)], pa.int64()),
+        bytes_in=pa.array([10] * n, pa.int64()),
+    )
+    cols.update(over)
+    return cols
+
+
+def test_view_groups_raw_rows_per_key_and_utc_hour(tmp_path: Path) -> None:
+    # 10:00, 10:20, 10:40 in one hour, 11:10 in the next: two view rows for four raw rows.
+    con, _ = bind(write(tmp_path / "f.parquet", _same_key([0, 20, 40, 70])))
+    got = con.sql(
+        "SELECT start_time, end_time, num_flows, bytes_in, rows FROM flows ORDER BY start_time"
+    ).fetchall()
+    assert got == [
+        (T0, T0 + timedelta(minutes=45), 1 + 2 + 3, 30, 3),
+        (T0 + timedelta(minutes=70), T0 + timedelta(minutes=75), 4, 10, 1),
+    ]
+    assert sql.relation(con, "flows_summary").fetchall()[0][:2] == (4, 10)
+
+
+def test_view_keeps_ips_of_net_endpoints_only(tmp_path: Path) -> None:
+    # Pod IPs would split the groups and no query reads them; a `net` peer's IP is its identity.
+    cols = _same_key(
+        [0, 1, 2, 3],
+        source_type=["wep", "wep", "NET", "net"],
+        source_ip=["10.0.0.1", "10.0.0.2", "198.51.100.1", "198.51.100.2"],
+        dest_ip=["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.3"],
+    )
+    con, _ = bind(write(tmp_path / "f.parquet", cols))
+    got = con.sql("SELECT source_type, source_ip, dest_ip, rows FROM flows ORDER BY ALL")
+    assert got.fetchall() == [
+        ("net", "198.51.100.1", None, 1),
+        ("net", "198.51.100.2", None, 1),
+        ("wep", None, None, 2),
+    ]
+
+
+def test_window_and_end_before_filter_raw_rows_before_grouping(tmp_path: Path) -> None:
+    f = write(tmp_path / "f.parquet", _same_key([0, 20, 40]))  # end 10:05, 10:25, 10:45
+    con = duckdb.connect()
+    since = (T0 + timedelta(minutes=10)).replace(tzinfo=UTC)
+    bind_flows(con, f, since=since)
+    assert con.sql("SELECT start_time, rows FROM flows").fetchall() == [
+        (T0 + timedelta(minutes=20), 2)
+    ]
+    end_before = (T0 + timedelta(minutes=30)).replace(tzinfo=UTC)
+    bind_files(con, [str(f)], since=since, until=since + timedelta(hours=1), end_before=end_before)
+    assert con.sql("SELECT start_time, end_time, num_flows, rows FROM flows").fetchall() == [
+        (T0 + timedelta(minutes=20), T0 + timedelta(minutes=25), 2, 1)
+    ]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        bind_files(con, [str(f)], end_before=T0)
+
+
 def test_contract_lists_are_disjoint_and_complete() -> None:
     assert not set(REQUIRED_COLUMNS) & set(OPTIONAL_COLUMNS)
     assert len(REQUIRED_COLUMNS) == 12 and len(OPTIONAL_COLUMNS) == 18
@@ -303,7 +377,7 @@ def test_directory_is_read_recursively_skipping_hidden_and_temporary(tmp_path: P
     con, src = bind(tmp_path)
     assert src.files == (str(tmp_path / "a.parquet"), str(tmp_path / "deep" / "er" / "b.parquet"))
     assert src.hive is False
-    assert con.table("flows").count("*").fetchall()[0][0] == 3
+    assert raw_rows(con) == 3
 
 
 def test_single_file_and_glob_characters_in_names(tmp_path: Path) -> None:
@@ -312,7 +386,7 @@ def test_single_file_and_glob_characters_in_names(tmp_path: Path) -> None:
     write(tmp_path / "we1rd" / "flowsXY.parquet", required(5))
     con, src = bind(weird)
     assert src.files == (str(weird),)
-    assert con.table("flows").count("*").fetchall()[0][0] == 1
+    assert raw_rows(con) == 1
     con, src = bind(weird.parent)
     assert src.files == (str(weird),)
 
@@ -341,7 +415,7 @@ def test_hive_tree_without_window_reads_everything(tmp_path: Path) -> None:
     con, src = bind(tmp_path)
     assert src.hive is True
     assert src.files == tuple(sorted(str(p) for p in files.values()))
-    assert con.table("flows").count("*").fetchall()[0][0] == 7
+    assert raw_rows(con) == 7
 
 
 def test_hive_pruning_by_hour_and_row_filter(tmp_path: Path) -> None:
@@ -512,7 +586,7 @@ def test_zero_row_files_are_skipped_next_to_data(tmp_path: Path) -> None:
     good = write(tmp_path / "good.parquet", required(1))
     con, src = bind(tmp_path)
     assert src.files == (str(good),)
-    assert con.table("flows").count("*").fetchall()[0][0] == 1
+    assert raw_rows(con) == 1
 
 
 @pytest.mark.parametrize("name", ["date=2024-13-01", "date=yesterday", "date=2024-03-01/hour=24"])

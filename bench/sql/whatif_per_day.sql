@@ -4,7 +4,7 @@
 -- plain hash aggregations instead of materialising every normalised row in a CTE for a
 -- second, distinct aggregation.
 -- Takes: $since, $until, $end_before (TIMESTAMP or NULL) like sql/state_edges.sql; reads the
---   `flows` view.
+--   `flows` view (pre-aggregated: raw rows are sum(rows)).
 -- Returns: EDGE_SCHEMA rows plus day_list, as sql/state_edges.sql.
 WITH per_day AS (
   SELECT reporter, action, source_type, source_namespace, source_name_aggr,
@@ -16,7 +16,7 @@ WITH per_day AS (
     CAST(start_time AS DATE) AS day,
     min(start_time) AS first_seen, max(end_time) AS last_seen,
     sum(num_flows) AS flows, sum(bytes_in + bytes_out) AS bytes, sum(packets_in + packets_out) AS packets,
-    count(*) AS rows
+    sum(rows) AS rows
   FROM flows
   WHERE ($since::TIMESTAMP IS NULL OR end_time >= $since::TIMESTAMP)
     AND ($until::TIMESTAMP IS NULL OR start_time < $until::TIMESTAMP)
