@@ -94,6 +94,7 @@ class Learned:
     excluded: exclude.Exclusions
     since: dict[str, datetime]
     warnings: tuple[str, ...]
+    policies: PolicySet | None = None  # --existing-policies, loaded once (review.py reads it)
 
 
 def learn(
@@ -113,6 +114,7 @@ def learn(
         namespaces.discover_namespaces(good), file_labels, settings
     )
     decider = None
+    policy_set = None
     warnings: list[str] = list(ns_file.problems) if ns_file else []
     tier_orders = exclude.known_tier_orders(settings)
     if existing_policies is not None:
@@ -131,4 +133,4 @@ def learn(
         for ns in selection.selected
     }
     learnable = learning_window(learnable, since, origin)
-    return Learned(selection, learnable, excluded, since, tuple(warnings))
+    return Learned(selection, learnable, excluded, since, tuple(warnings), policy_set)

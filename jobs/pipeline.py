@@ -10,7 +10,7 @@ incremental.py); the rest works on the distinct edges of the state plus the new 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,17 +21,21 @@ import polars as pl
 
 from flowfence import (
     atomic,
+    changes,
     checkpoints,
+    decisions,
+    gitops,
     incremental,
     learn,
     lifecycle,
-    lock,
     render_cache,
+    review,
     rules,
     schedule,
     sources,
     stale,
     state,
+    state_store,
     validate,
 )
 from flowfence import report as rpt
@@ -54,11 +58,14 @@ class RunRequest:
     now: datetime
     existing_policies: Path | None = None
     namespaces_file: Path | None = None
-    state: Path | None = None  # the state directory; DIR/state when None
+    state: Path | str | None = None  # the state directory or s3:// prefix; DIR/state when None
     prune_stale: bool = False
+    git_commit: bool = False  # commit DIR's policies, decisions and report (gitops.py)
+    git_push: bool = False  # and push them
+    on_step: Callable[[str], None] | None = None  # progress: called with each checkpoint name
 
     @property
-    def state_dir(self) -> Path:
+    def state_dir(self) -> Path | str:
         return self.state if self.state is not None else self.out / "state"
 
 
@@ -73,6 +80,7 @@ class Computation:
     stale_rules: tuple[stale.StaleRule, ...] = ()
     reads: Reads | None = None  # what this run read (not in the report: it must not depend
     # on what earlier runs happened to read)
+    review: review.Review | None = None  # decisions applied, drift, changes against DIR
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,12 @@ class RunResult:
     removed: tuple[str, ...]
     committed: bool = False  # a new state generation was written
     warnings: tuple[str, ...] = ()  # for stderr (a stale lock taken over)
+    commit: gitops.CommitResult | None = None  # with --git-commit
+
+    @property
+    def output_changed(self) -> bool:
+        """Whether this run wrote or removed a file under policies/ (`--detailed-exitcode`)."""
+        return any(p.startswith("policies/") for p in (*self.written, *self.removed))
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
@@ -138,6 +152,8 @@ def compute(
             f"--now {rpt.rfc3339(now)} is before the last run recorded in the state "
             f"({rpt.rfc3339(prior.now)}); use another --state to recompute the past"
         )
+    # A broken decisions file stops the run before any flow log is read.
+    decided = decisions.load(request.out)
     listing, _ = sources.list_files(request.flows)
     settings = request.settings
     plan = incremental.plan(
@@ -148,8 +164,8 @@ def compute(
         grace=settings.late_arrival_grace,
     )
     reads = _read(request, plan, now)
-    checkpoints.reached("after-read")
-    return derive(request, prior, plan, reads, cached)
+    _step(request, "after-read")
+    return derive(request, prior, plan, reads, cached, decided=decided)
 
 
 def derive(
@@ -158,6 +174,8 @@ def derive(
     plan: incremental.Plan,
     reads: Reads,
     cached: Cached | None = None,
+    *,
+    decided: decisions.Decisions | None = None,
 ) -> Computation:
     """Everything after the read: pure, no I/O but the policy and namespace files.
 
@@ -226,6 +244,30 @@ def derive(
     }
     statuses = {ns: (s.status, s.last_updated) for ns, s in states.items()}
     files, manifests = render_cache.render(recs, settings, statuses, prior.manifests, cached)
+    # The change is reported against the files before the run; a rerun at the same --now
+    # (a retry, or a run killed between the policies and the report) against the files
+    # before the run that committed the state, so it reports the same change.
+    disk = changes.read_policies(request.out)
+    previous_status: dict[str, str] = {ns: p.status for ns, p in previous.items()}
+    if prior.now == now:
+        before, previous_status = review.baseline(disk, prior.baseline, previous_status)
+    else:
+        before = disk
+    checked = review.review(
+        recs,
+        files,
+        settings,
+        previous=before,
+        decided=decided if decided is not None else decisions.load(request.out),
+        now=request.now.astimezone(UTC),
+        learnable=learned.learnable,
+        existing=learned.policies,
+    )
+    files = checked.files
+    states = {
+        ns: replace(s, staged_action=checked.applied.staged_actions.get(ns, "Learn"))
+        for ns, s in states.items()
+    }
 
     generation = prior.generation + 1
     nonempty = reads.seal.nonempty | reads.backfill.nonempty
@@ -242,6 +284,9 @@ def derive(
         files=incremental.sealed_files(prior.files, plan.seal, nonempty, generation),
         runs=prior.runs,
         manifests=manifests,
+        baseline=review.baseline_table(
+            before, checked.files, previous_status, {ns: s.status for ns, s in states.items()}
+        ),
         table_files=prior.table_files,
     )
     changed = not prior.same_content(after)
@@ -282,7 +327,10 @@ def derive(
         ),
         warnings=(*learned.warnings, *([late] if late else [])),
     )
-    return Computation(recs, statuses, files, report, after, changed, stale_rules, reads)
+    report = review.annotate(report, checked, previous_status, settings)
+    return Computation(
+        recs, statuses, files, report, after, changed, stale_rules, reads, review=checked
+    )
 
 
 def _without(frame: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
@@ -309,17 +357,18 @@ def _log_run(
 
 def run(request: RunRequest) -> RunResult:
     """Lock the state, compute, commit the new state, then write policies and reports."""
-    directory = request.state_dir
-    with lock.acquire(directory) as held:
-        checkpoints.reached("after-lock")
-        prior = state.load(directory)
-        state.collect_garbage(directory, prior.table_files.values())
+    # A local state directory is locked; an s3:// one is committed with a conditional put
+    # (state_store.py), so a run that loses the race stops before writing any output.
+    with state_store.opened(request.state_dir) as held:
+        _step(request, "after-lock")
+        prior = held.load()
+        held.collect_garbage(prior)
         computation = compute(request, prior, render_cache.output_reader(request.out))
         if computation.changed:
-            state.commit(directory, prior, computation.state)
+            held.commit(prior, computation.state)
         out = request.out
         written, removed = atomic.sync_tree(out, computation.files, owned="policies")
-        checkpoints.reached("after-policies")
+        _step(request, "after-policies")
         reports = {
             "report.json": rpt.to_json(computation.report).encode(),
             "report.md": rpt.to_markdown(computation.report).encode(),
@@ -327,8 +376,20 @@ def run(request: RunRequest) -> RunResult:
         for name, data in reports.items():
             if atomic.write_bytes(out / name, data):
                 written.append(name)
-        checkpoints.reached("after-report")
+        # The state under DIR (the default) stays out of a GitOps repository.
+        if (request.state is None or request.git_commit) and gitops.write_gitignore(out):
+            written.append(".gitignore")
+        _step(request, "after-report")
+        commit = None
+        if request.git_commit or request.git_push:
+            commit = gitops.publish(out, push_too=request.git_push)
     warnings = (held.warning,) if held.warning else ()
     return RunResult(
-        computation, tuple(sorted(written)), tuple(removed), computation.changed, warnings
+        computation, tuple(sorted(written)), tuple(removed), computation.changed, warnings, commit
     )
+
+
+def _step(request: RunRequest, name: str) -> None:
+    checkpoints.reached(name)
+    if request.on_step is not None:
+        request.on_step(name)

@@ -1,8 +1,12 @@
-"""The run summary: computed once as a model, then rendered as JSON and Markdown.
+"""The run report: computed once as a model, then rendered as JSON (here), Markdown
+(report_md.py) and a terminal summary (commands/run.py).
 
-JSON keys are stable (scripts and golden tests depend on them); Markdown is written to be
-pasted as a pull-request comment and is capped below GitHub's 65,536-character limit with a
-pointer to the JSON when it would be longer.
+JSON keys are stable (scripts and golden tests depend on them). Per namespace: its status and
+the status of the previous run, its stagedAction and decision, how its manifest changed (the
+rules added and removed, each with its evidence), its stale rules and, for an accepted or
+enforced policy, its drift (learned rules the frozen policy does not cover). Run level: the
+plan (manifests added, changed, removed), the excluded and rejected counts and the tallies
+behind them, lapsed decisions. The YAML diff is in the model for report.md, not in the JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class RuleEntry:
     peer: str
     protocol: str
     ports: tuple[str, ...]
-    evidence: Evidence
+    evidence: Evidence | None  # None: a removed rule whose evidence is no longer known
     flags: tuple[str, ...] = ()
 
 
@@ -54,6 +58,17 @@ class NamespaceEntry:
     flags: tuple[str, ...] = ()
     rhythm: str | None = None  # "daily" / "weekly" (schedule.py)
     last_flow: str | None = None
+    previous_status: str | None = None  # the status the previous run recorded; None: new
+    decision: dict[str, str] | None = None  # decision, reason, author, [decided, expires]
+    change: str = "none"  # of its manifest: created, updated, removed, unchanged, none
+    kind: str | None = None  # StagedNetworkPolicy, NetworkPolicy; None without a manifest
+    previous_kind: str | None = None
+    previous_stagedAction: str | None = None  # of the previous manifest
+    added_rules: tuple[RuleEntry, ...] = ()
+    removed_rules: tuple[RuleEntry, ...] = ()
+    stale_rules: tuple[RuleEntry, ...] = ()  # proposed for removal (removed with --prune-stale)
+    drift: tuple[RuleEntry, ...] = ()  # learned, not covered by the accepted/enforced policy
+    diff: str = field(default="", repr=False)  # unified YAML diff (report.md only)
 
 
 @dataclass(frozen=True)
@@ -102,9 +117,26 @@ class RunReport:
     # The learning state after this run (jobs/state.py): what it holds, not what this run
     # happened to read, so identical state and inputs give identical reports.
     incremental: dict[str, Any] = field(default_factory=dict)
+    # The change (review.annotate): add, change, remove, unchanged, rules_added, rules_removed,
+    # drifted, files_changed.
+    plan: dict[str, int] = field(default_factory=dict)
+    other_files: tuple[str, ...] = ()  # tier.yaml, kustomization.yaml when they changed
+    lapsed_decisions: tuple[dict[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for ns in data["namespaces"]:
+            del ns["diff"]
+        data["counts"] = {
+            "excluded": {
+                "edges": sum(e.edges for e in self.excluded),
+                "flows": sum(e.flows for e in self.excluded),
+            },
+            "rejected": {
+                "edges": sum(r.edges for r in self.rejected),
+                "flows": sum(r.flows for r in self.rejected),
+            },
+        }
         data["summary"] = summary_counts(self)
         return data
 
@@ -128,117 +160,8 @@ def to_json(report: RunReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=True) + "\n"
 
 
-def _cell(text: str) -> str:
-    # Untrusted strings (samples of rejected rows) must not break the Markdown table.
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
-
-
-def _rule_line(rule: RuleEntry) -> str:
-    ports = ",".join(rule.ports) if rule.ports else "any"
-    flags = f" ⚠ {', '.join(rule.flags)}" if rule.flags else ""
-    ev = rule.evidence
-    return (
-        f"| {rule.direction} | {rule.scope} | `{_cell(rule.peer)}` | {rule.protocol} | {ports} "
-        f"| {ev.flows} | {ev.bytes} | {ev.first_seen} | {ev.last_seen} |{flags}"
-    )
-
-
-def _tally_table(title: str, rows: tuple[Exclusion, ...]) -> list[str]:
-    if not rows:
-        return []
-    return [
-        f"### {title}",
-        "",
-        "| reason | policy | edges | flows | bytes |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {e.reason} | `{_cell(e.policy)}` | {e.edges} | {e.flows} | {e.bytes} |"
-            for e in rows
-        ),
-        "",
-    ]
-
-
-def _stale_table(rows: tuple[StaleRule, ...]) -> list[str]:
-    if not rows:
-        return []
-    out = [
-        "### Stale rules",
-        "",
-        "| namespace | direction | scope | peer | protocol | ports | last seen | change |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        rule = row.rule
-        ports = ",".join(rule.ports) if rule.ports else "any"
-        change = "removed" if row.fully_stale else "narrowed"
-        change = change if row.pruned else f"would be {change} (--prune-stale)"
-        out.append(
-            f"| `{row.namespace}` | {rule.direction} | {rule.scope} | `{_cell(rule.peer)}` "
-            f"| {rule.protocol} | {ports} | {rule.evidence.last_seen} | {change} |"
-        )
-    return [*out, ""]
-
-
 def to_markdown(report: RunReport) -> str:
-    counts = summary_counts(report)
-    lines = [
-        "## flowfence recommendations",
-        "",
-        f"**Plan:** {counts['namespaces']} namespace policies, "
-        f"{counts['egress_rules']} egress and {counts['ingress_rules']} ingress rules; "
-        f"{counts['no_data']} namespaces without data; "
-        f"{counts['excluded_flows']} flows left to higher tiers; "
-        f"{counts['rejected_flows']} flows rejected as invalid input.",
-        "",
-        f"Window {report.window['since']} .. {report.window['until']}, flavor "
-        f"`{report.flavor}`, tier `{report.tier}`.",
-        "",
-    ]
-    risks = [f"- `{ns.namespace}`: {flag}" for ns in report.namespaces for flag in ns.flags] + [
-        f"- `{ns.namespace}` {r.direction} {r.scope}: {flag}"
-        for ns in report.namespaces
-        for r in ns.rules
-        for flag in r.flags
-    ]
-    if risks:
-        lines += ["### Risks", "", *risks, ""]
-    body: list[str] = []
-    for ns in report.namespaces:
-        if not ns.rules:
-            body += [f"- `{ns.namespace}`: {ns.status}", ""]
-            continue
-        body += [
-            "<details>",
-            f"<summary><code>{ns.namespace}</code>: {ns.status}, {len(ns.rules)} rules</summary>",
-            "",
-            "| direction | scope | peer | protocol | ports | flows | bytes | first seen "
-            "| last seen |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *(_rule_line(r) for r in ns.rules),
-            "",
-            *(f"- note: {n}" for n in ns.notes),
-            "</details>",
-            "",
-        ]
-    tail = _tally_table("Left to higher tiers", report.excluded) + _tally_table(
-        "Learned, but check", report.flagged
-    )
-    if report.rejected:
-        tail += [
-            "### Rejected input",
-            "",
-            "| reason | edges | flows | samples |",
-            "|---|---|---|---|",
-        ]
-        tail += [
-            f"| {r.reason} | {r.edges} | {r.flows} | {_cell(', '.join(r.samples))} |"
-            for r in report.rejected
-        ]
-        tail.append("")
-    tail += _stale_table(report.stale_rules)
-    text = "\n".join(lines + body + tail)
-    if len(text) > MARKDOWN_LIMIT:
-        note = "\n_Report truncated; the full report is in `report.json`._\n"
-        text = "\n".join(lines + tail)[: MARKDOWN_LIMIT - len(note)] + note
-    return text
+    """report.md: the change report of report_md.py (imported here, it imports this module)."""
+    from flowfence import report_md
+
+    return report_md.to_markdown(report)

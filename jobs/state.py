@@ -45,7 +45,7 @@ from flowfence.edges import EDGE_SCHEMA
 from flowfence.errors import StateError
 
 FORMAT = "flowfence-state"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the baseline table (schema 1 states load with an empty one)
 MANIFEST = "manifest.json"
 
 _TS = pl.Datetime("us")
@@ -96,6 +96,16 @@ MANIFESTS_SCHEMA: dict[str, pl.DataType] = {
     "doc_key": pl.String(),
     "sha256": pl.String(),
 }
+# What the run that committed this generation compared its output with (review.py), so that a
+# rerun at the same --now (after a crash between the policies and the report, or a plain
+# retry) reports the same change instead of "no changes": per `item`, a policy file it changed
+# (`policies/<file>`, data its earlier bytes, `present` false when it did not exist) or the
+# earlier status of a namespace whose status it changed (`status:<namespace>`).
+BASELINE_SCHEMA: dict[str, pl.DataType] = {
+    "item": pl.String(),
+    "present": pl.Boolean(),
+    "data": pl.Binary(),
+}
 TABLES: Mapping[str, dict[str, pl.DataType]] = MappingProxyType(
     {
         "edges": EDGES_SCHEMA,
@@ -104,9 +114,14 @@ TABLES: Mapping[str, dict[str, pl.DataType]] = MappingProxyType(
         "files": FILES_SCHEMA,
         "runs": RUNS_SCHEMA,
         "manifests": MANIFESTS_SCHEMA,
+        "baseline": BASELINE_SCHEMA,
     }
 )
-_NAMES = "edges|activity|namespaces|files|runs|manifests"
+# Tables a schema-1 state does not have: they load empty.
+_SINCE_SCHEMA_2 = frozenset({"baseline"})
+# Bookkeeping, not learning: a run that would change only these commits nothing.
+_NOT_CONTENT = frozenset({"runs", "baseline"})
+_NAMES = "edges|activity|namespaces|files|runs|manifests|baseline"
 _TABLE_FILE = re.compile(rf"(?:{_NAMES})-\d{{6,}}\.parquet")
 _TEMP_FILE = re.compile(rf"\.(?:(?:{_NAMES})-\d{{6,}}\.parquet|manifest\.json)\..*\.tmp")
 
@@ -135,6 +150,7 @@ class State:
     files: pl.DataFrame = field(default_factory=lambda: empty_table("files"))
     runs: pl.DataFrame = field(default_factory=lambda: empty_table("runs"))
     manifests: pl.DataFrame = field(default_factory=lambda: empty_table("manifests"))
+    baseline: pl.DataFrame = field(default_factory=lambda: empty_table("baseline"))
     table_files: Mapping[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> pl.DataFrame:
@@ -145,7 +161,7 @@ class State:
         """True when committing `other` over `self` would change nothing but the clock."""
         if (self.origin, self.watermark) != (other.origin, other.watermark):
             return False
-        return all(self.table(n).equals(other.table(n)) for n in TABLES if n != "runs")
+        return all(self.table(n).equals(other.table(n)) for n in TABLES if n not in _NOT_CONTENT)
 
 
 def new() -> State:
@@ -217,6 +233,9 @@ def load(directory: Path) -> State:
     names: dict[str, str] = {}
     for name, schema in TABLES.items():
         file = tables.get(name)
+        if file is None and name in _SINCE_SCHEMA_2 and data.get("schema") == 1:
+            frames[name] = empty_table(name)
+            continue
         if not isinstance(file, str) or not _TABLE_FILE.fullmatch(file):
             raise _refuse(directory, f"{MANIFEST} names no valid file for table {name!r}")
         try:
@@ -305,6 +324,7 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
         files=new_state.files,
         runs=new_state.runs,
         manifests=new_state.manifests,
+        baseline=new_state.baseline,
         table_files=MappingProxyType(names),
     )
 

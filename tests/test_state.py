@@ -39,7 +39,9 @@ def test_state_is_plain_parquet_and_json(ran: tuple[Path, Path]) -> None:
     assert manifest["schema"] == state.SCHEMA_VERSION
     assert manifest["generation"] == 1
     assert set(manifest["tables"]) == set(state.TABLES)
-    assert set(state.TABLES) == {"edges", "activity", "namespaces", "files", "runs", "manifests"}
+    assert set(state.TABLES) == {
+        "edges", "activity", "namespaces", "files", "runs", "manifests", "baseline",
+    }  # fmt: skip
     # A notebook needs nothing but DuckDB or Polars.
     namespaces = pl.read_parquet(directory / manifest["tables"]["namespaces"])
     assert namespaces.get_column("namespace").to_list() == ["api", "db", "web"]

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from flowfence import ingest as core
+from flowfence import objectstore, store_s3
 from flowfence.errors import BadInput
 
 
-def _text(summary: core.IngestSummary, store: Path) -> str:
+def _text(summary: core.IngestSummary, store: Path | str) -> str:
     lines = [
         f"ingested {summary.count('ingested')} files, appended {summary.count('appended')}, "
         f"skipped {summary.count('skipped')} already in the store, "
@@ -41,9 +42,11 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
         out: Annotated[
-            Path,
+            str,
             typer.Option(
-                "--out", help="The store: date=YYYY-MM-DD/hour=HH/*.parquet plus _ingest/."
+                "--out",
+                help="The store, a directory or s3://bucket/prefix: "
+                "date=YYYY-MM-DD/hour=HH/*.parquet plus _ingest/.",
             ),
         ],
         sources: Annotated[
@@ -82,7 +85,10 @@ def register(app: typer.Typer) -> None:
             raise BadInput(f"--output: {output!r} is not text or json")
         if not sources and not compact:
             raise BadInput("ingest: give at least one SOURCE (or --compact alone)")
-        summary = core.ingest(sources or [], out, fmt=parsed, compact=compact)
+        if objectstore.is_url(out):
+            summary = store_s3.ingest_to(sources or [], out, fmt=parsed, compact=compact)
+        else:
+            summary = core.ingest(sources or [], Path(out), fmt=parsed, compact=compact)
         if output == "json":
             typer.echo(json.dumps(core.summary_json(summary), indent=2, sort_keys=True))
         else:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
-from flowfence import pipeline, watch
+from flowfence import pipeline, report_md, state_store, watch
 from flowfence import report as rpt
 from flowfence.config import Settings, load_settings
-from flowfence.errors import BadInput
+from flowfence.errors import BadInput, ExitCode
 
 FLAVORS = ("calico-enterprise", "calico", "kubernetes")
 
@@ -32,18 +37,35 @@ def parse_now(value: str | None) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _change_text(ns: rpt.NamespaceEntry) -> str:
+    if ns.change in ("none", "unchanged"):
+        return "-"
+    rules = f" +{len(ns.added_rules)} -{len(ns.removed_rules)}"
+    return ns.change + (rules if ns.added_rules or ns.removed_rules else "")
+
+
 def _summary(result: pipeline.RunResult, out: Path) -> None:
     report = result.computation.report
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"flowfence: {report.window['since']} .. {report.window['until']}")
-    for column in ("namespace", "status", "egress", "ingress", "notes"):
+    for column in ("namespace", "status", "action", "change", "egress", "ingress", "drift",
+                   "stale", "notes"):  # fmt: skip
         table.add_column(column)
     for ns in report.namespaces:
         egress = sum(1 for r in ns.rules if r.direction == "egress")
         ingress = len(ns.rules) - egress
-        notes = "; ".join((*ns.flags, *(f for r in ns.rules for f in r.flags)))
-        table.add_row(ns.namespace, ns.status, str(egress), str(ingress), notes)
+        notes = "; ".join((*ns.flags, *sorted({f for r in ns.rules for f in r.flags})))
+        status = ns.status
+        if ns.previous_status is not None and ns.previous_status != ns.status:
+            status = f"{ns.previous_status} -> {ns.status}"
+        action = ns.decision["decision"] if ns.decision else ns.stagedAction
+        # Text(): report strings are data, never rich markup.
+        table.add_row(
+            *(Text(v) for v in (ns.namespace, status, action, _change_text(ns), str(egress),
+              str(ingress), str(len(ns.drift) or ""), str(len(ns.stale_rules) or ""), notes)),
+        )  # fmt: skip
     console.print(table)
+    console.print(Text(report_md.summary_line(report_md.from_report(report)).replace("**", "")))
     counts = rpt.summary_counts(report)
     console.print(
         f"{counts['namespaces']} policies, {counts['egress_rules']} egress and "
@@ -63,6 +85,44 @@ def _summary(result: pipeline.RunResult, out: Path) -> None:
             f"{counts['stale_rules']} stale rules proposed for removal (see report.md; "
             "--prune-stale removes them)."
         )
+    for lapsed in report.lapsed_decisions:
+        console.print(
+            Text(f"Decision for {lapsed['namespace']} expired {lapsed['expires']}: learning again.")
+        )
+    if result.commit is not None:
+        if result.commit.committed:
+            subject = result.commit.message.splitlines()[0]
+            pushed = " and pushed" if result.commit.pushed else ""
+            console.print(Text(f"Committed{pushed} {result.commit.commit}: {subject}"))
+        else:
+            console.print("Nothing to commit: no policy or decision changed.")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None] | None]:
+    """Progress over the run's steps on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), console=console,
+        transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("flowfence run: locking the state", total=len(STEP_TEXT))
+
+        def advance(step: str) -> None:
+            bar.update(task, advance=1, description=f"flowfence run: {STEP_TEXT.get(step, step)}")
+
+        yield advance
+
+
+STEP_TEXT = {
+    "after-lock": "reading new flow logs",
+    "after-read": "learning rules, applying decisions",
+    "after-policies": "writing reports",
+    "after-report": "done",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +132,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--flows",
-                help="Flow logs: a Parquet file, a directory, or a date=/hour= tree.",
+                help="Flow logs: a Parquet file, a directory, or a date=/hour= tree; local "
+                "or s3://bucket/prefix.",
                 envvar="FLOWFENCE_FLOWS",
             ),
         ],
@@ -145,13 +206,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
         ] = None,
         state: Annotated[
-            Path | None,
+            str | None,
             typer.Option(
                 "--state",
                 envvar="FLOWFENCE_STATE",
-                help="Learning state directory (default DIR/state): what was read, the "
-                "evidence per rule, the status per namespace.",
-                file_okay=False,
+                help="Learning state directory or s3://bucket/prefix (default DIR/state): "
+                "what was read, the evidence per rule, the status per namespace.",
             ),
         ] = None,
         prune_stale: Annotated[
@@ -174,6 +234,26 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--watch-every", hidden=True, help="Seconds between runs (tests)."),
         ] = None,
+        git_commit: Annotated[
+            bool,
+            typer.Option(
+                "--git-commit",
+                help="Commit DIR/policies, decisions.yaml and report.md in the git work tree "
+                "holding DIR, when a policy or a decision changed.",
+            ),
+        ] = False,
+        git_push: Annotated[
+            bool,
+            typer.Option("--git-push", help="Also push to the remote (implies --git-commit)."),
+        ] = False,
+        detailed_exitcode: Annotated[
+            bool,
+            typer.Option(
+                "--detailed-exitcode",
+                help="Exit 4 when the output changed (a policy file written or removed), "
+                "0 when not; for CI.",
+            ),
+        ] = False,
     ) -> None:
         """Learn one namespace-isolation policy per namespace from the flows and write them."""
         if flavor is not None and flavor not in FLAVORS:
@@ -192,19 +272,15 @@ def register(app: typer.Typer) -> None:
             raise BadInput("--now cannot be combined with --watch (each run reads the clock)")
         if watch_every is not None and watch_every <= 0:
             raise BadInput("--watch-every must be positive")
+        if watch_mode and detailed_exitcode:
+            raise BadInput("--detailed-exitcode cannot be combined with --watch")
+        changed = False
 
         def once(_: int = 0) -> None:
-            request = pipeline.RunRequest(
-                flows=flows,
-                out=out,
-                settings=settings,
-                now=parse_now(now),
-                existing_policies=existing_policies,
-                namespaces_file=namespaces_file,
-                state=state,
-                prune_stale=prune_stale,
-            )
-            result = pipeline.run(request)
+            nonlocal changed
+            with _progress() as on_step:
+                result = _run(on_step)
+            changed = result.output_changed
             for warning in result.warnings:
                 typer.echo(f"flowfence: warning: {warning}", err=True)
             if output == "json":
@@ -212,8 +288,26 @@ def register(app: typer.Typer) -> None:
             else:
                 _summary(result, out)
 
+        def _run(on_step: Callable[[str], None] | None) -> pipeline.RunResult:
+            request = pipeline.RunRequest(
+                flows=flows,
+                out=out,
+                settings=settings,
+                now=parse_now(now),
+                existing_policies=existing_policies,
+                namespaces_file=namespaces_file,
+                state=None if state is None else state_store.location(state),
+                prune_stale=prune_stale,
+                git_commit=git_commit or git_push,
+                git_push=git_push,
+                on_step=on_step,
+            )
+            return pipeline.run(request)
+
         if not watch_mode:
             once()
+            if detailed_exitcode and changed:
+                raise typer.Exit(int(ExitCode.CHANGED))
             return
         raise typer.Exit(_watch(once, settings, watch_every))
 
