@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -33,6 +34,9 @@ from flowfence import sql
 from flowfence.edges import KEY_COLUMNS
 from flowfence.sources import FileInfo, bind_files
 from flowfence.state import ACTIVITY_SCHEMA, EDGES_SCHEMA, FILES_SCHEMA, State
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _SAMPLES = 5
 
@@ -169,17 +173,35 @@ def empty_batch() -> Batch:
 
 
 def read(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | None,
     files: Iterable[FileInfo],
     *,
     since: datetime,
     until: datetime,
     end_before: datetime | None = None,
+    spark: SparkSession | None = None,
 ) -> Batch:
-    """Aggregate `files` (rows ending in [since, end_before) and starting before `until`)."""
+    """Aggregate `files` (rows ending in [since, end_before) and starting before `until`).
+
+    With `spark` (a session: `--engine spark`) the same queries run on Spark instead of `con`.
+    """
     paths = [f.path for f in files]
     if not paths:
         return empty_batch()
+    if spark is not None:
+        from flowfence import spark_engine  # pyspark is an optional extra
+
+        read_by_spark = spark_engine.read_files(
+            paths,
+            since=since.replace(tzinfo=UTC),
+            until=until.replace(tzinfo=UTC),
+            end_before=end_before.replace(tzinfo=UTC) if end_before else None,
+            spark=spark,
+        )
+        source_, edges_, activity_ = read_by_spark
+        return Batch(conform_edges(edges_), conform_activity(activity_), frozenset(source_.files))
+    if con is None:
+        raise ValueError("incremental.read needs a DuckDB connection or a Spark session")
     # The window is applied to raw rows by the binding (the view is pre-aggregated per key
     # and hour); the queries' own filter only repeats it.
     source = bind_files(

@@ -10,11 +10,11 @@ incremental.py); the rest works on the distinct edges of the state plus the new 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import polars as pl
@@ -45,6 +45,10 @@ from flowfence.errors import BadInput, FlowInputError
 from flowfence.model import Recommendation
 from flowfence.run_report import RunFacts, exclusions
 from flowfence.run_report import build as _report
+from flowfence.sources import FileInfo
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 Cached = render_cache.Cached
 _ROW = "__state_row"  # row of the merged edges, carried through screening and exclusion
@@ -63,6 +67,8 @@ class RunRequest:
     git_commit: bool = False  # commit DIR's policies, decisions and report (gitops.py)
     git_push: bool = False  # and push them
     on_step: Callable[[str], None] | None = None  # progress: called with each checkpoint name
+    engine: Literal["duckdb", "spark"] = "duckdb"  # where the scan of the flow logs runs
+    spark_master: str | None = None  # --engine spark: None = spark-submit's or local mode
 
     @property
     def state_dir(self) -> Path | str:
@@ -126,17 +132,33 @@ class Reads:
 
 
 def _read(request: RunRequest, plan: incremental.Plan, now: datetime) -> Reads:
+    if request.engine == "spark":
+        from flowfence import spark_engine  # pyspark is an optional extra
+
+        with spark_engine.session(request.spark_master) as spark:
+            return _read_with(None, plan, now, spark)
     con = connect(request.settings)
     try:
-        window = {"since": plan.origin, "until": now}
-        seal = incremental.read(con, plan.seal, **window)
-        still_open = incremental.read(con, plan.open, **window)
-        backfill = incremental.read(con, plan.backfill, **window, end_before=plan.backfill_before)
+        return _read_with(con, plan, now, None)
     except duckdb.Error as exc:  # a corrupt data page only shows when it is read
         raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
     finally:
         con.close()
-    return Reads(seal, still_open, backfill)
+
+
+def _read_with(
+    con: duckdb.DuckDBPyConnection | None,
+    plan: incremental.Plan,
+    now: datetime,
+    spark: SparkSession | None,
+) -> Reads:
+    # Only the scan moves to Spark; merging, rules, rendering and state stay in-process.
+    def read(files: Sequence[FileInfo], end_before: datetime | None = None) -> incremental.Batch:
+        return incremental.read(
+            con, files, since=plan.origin, until=now, end_before=end_before, spark=spark
+        )
+
+    return Reads(read(plan.seal), read(plan.open), read(plan.backfill, plan.backfill_before))
 
 
 def compute(

@@ -107,24 +107,81 @@ def scan(
     """
     lo, hi = _utc(since, "since"), _utc(until, "until")
     root = _root(flows)
-    with _spark(session, master) as spark:
-        child = spark.newSession()
-        child.conf.set("spark.sql.session.timeZone", "UTC")
+    with _spark(session, master) as spark, _errors(str(flows)):
+        return _scan(_utc_session(spark), root, lo, hi, shown=str(flows))
+
+
+@contextmanager
+def session(master: str | None = None) -> Iterator[SparkSession]:
+    """One Spark session for a whole run (the active one, or a new one stopped at the end)."""
+    with _spark(None, master) as spark:
+        yield spark
+
+
+def read_files(
+    files: Sequence[str],
+    *,
+    since: datetime,
+    until: datetime,
+    end_before: datetime | None,
+    spark: SparkSession,
+) -> tuple[sources.FlowSource, pl.DataFrame, pl.DataFrame]:
+    """An incremental read on Spark: `sql/state_edges.sql` and `sql/state_activity.sql` over
+    exactly `files` (what `incremental.read` does with DuckDB), for `--engine spark`.
+
+    Returns the source, the edges with `day_list` and the hourly activity, unconformed.
+    """
+    args = {
+        "since": _instant(_utc(since, "since")),
+        "until": _instant(_utc(until, "until")),
+        "end_before": _instant(_utc(end_before, "end_before")),
+    }
+    shown = files[0] if len(files) == 1 else f"{len(files)} files"
+    with _errors(shown):
+        child = _utc_session(spark)
         try:
-            return _scan(child, root, lo, hi, shown=str(flows))
-        except PySparkException as exc:
-            # A corrupt data page only shows when an executor reads it.
-            if (exc.getCondition() or "").startswith("FAILED_READ_FILE"):
-                reason = _first_line(exc)
-                raise FlowInputError(f"flow logs: {flows}: cannot read: {reason}") from exc
-            raise RuntimeFailure(f"spark: {_first_line(exc)}") from exc
-        except Py4JError as exc:  # a JVM exception PySpark has no class for (SparkException, I/O)
-            chain = _java_chain(exc) or [str(exc)]
-            unreadable = next((m for m in chain if "[FAILED_READ_FILE" in m), None)
-            if unreadable is not None:
-                reason = _first_line(unreadable[unreadable.index("[") :])
-                raise FlowInputError(f"flow logs: {flows}: cannot read: {reason}") from exc
-            raise RuntimeFailure(f"spark: {_first_line(chain[-1])}") from exc
+            raw = _reader(child).parquet(*[_literal(f) for f in files])
+        except AnalysisException as exc:
+            raise FlowInputError(f"flow logs: {shown}: {_first_line(exc)}") from exc
+        raw.selectExpr(*spark_sql.projection(plan(raw, files))).createOrReplaceTempView("flows")
+        frames = []
+        for name in ("state_edges", "state_activity"):
+            if spark_sql.params(name) != set(args):
+                raise AssertionError(f"sql/{name}.sql parameters drifted")
+            frame = pl.from_arrow(child.sql(spark_sql.query(name), args=args).toArrow())
+            if not isinstance(frame, pl.DataFrame):
+                raise AssertionError("a Spark result is a table")
+            frames.append(frame)
+        contract = {*encodings.REQUIRED, *encodings.OPTIONAL}
+        columns = frozenset(c for c in raw.columns if c in contract)
+        hive = any(partition_span(f).start is not None for f in files)
+        return sources.FlowSource(tuple(sorted(files)), hive, columns), frames[0], frames[1]
+
+
+def _utc_session(spark: SparkSession) -> SparkSession:
+    child = spark.newSession()
+    child.conf.set("spark.sql.session.timeZone", "UTC")
+    return child
+
+
+@contextmanager
+def _errors(shown: str) -> Iterator[None]:
+    """Spark failures as flowfence errors: unreadable input is bad input, the rest runtime."""
+    try:
+        yield
+    except PySparkException as exc:
+        # A corrupt data page only shows when an executor reads it.
+        if (exc.getCondition() or "").startswith("FAILED_READ_FILE"):
+            reason = _first_line(exc)
+            raise FlowInputError(f"flow logs: {shown}: cannot read: {reason}") from exc
+        raise RuntimeFailure(f"spark: {_first_line(exc)}") from exc
+    except Py4JError as exc:  # a JVM exception PySpark has no class for (SparkException, I/O)
+        chain = _java_chain(exc) or [str(exc)]
+        unreadable = next((m for m in chain if "[FAILED_READ_FILE" in m), None)
+        if unreadable is not None:
+            reason = _first_line(unreadable[unreadable.index("[") :])
+            raise FlowInputError(f"flow logs: {shown}: cannot read: {reason}") from exc
+        raise RuntimeFailure(f"spark: {_first_line(chain[-1])}") from exc
 
 
 def _scan(

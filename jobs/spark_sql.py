@@ -68,9 +68,17 @@ def translate(text: str) -> str:
 
 
 @cache
+def query(name: str) -> str:
+    """`sql/<name>.sql` in Spark SQL; it reads the temporary view `flows`."""
+    return translate(sql.load(name).text)
+
+
+def params(name: str) -> frozenset[str]:
+    return sql.load(name).params
+
+
 def edges_query() -> str:
-    """`sql/edges.sql` in Spark SQL; it reads the temporary view `flows`."""
-    return translate(sql.load("edges").text)
+    return query("edges")
 
 
 def edges_params() -> frozenset[str]:

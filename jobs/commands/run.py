@@ -205,6 +205,24 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
         ] = None,
+        engine: Annotated[
+            str,
+            typer.Option(
+                "--engine",
+                envvar="FLOWFENCE_ENGINE",
+                help="Where the scan of the flow logs runs: duckdb (default) or spark "
+                "(PySpark; everything after the aggregation stays in this process).",
+            ),
+        ] = "duckdb",
+        spark_master: Annotated[
+            str | None,
+            typer.Option(
+                "--spark-master",
+                envvar="FLOWFENCE_SPARK_MASTER",
+                help="--engine spark: the Spark master (default: what spark-submit configured, "
+                "else local mode).",
+            ),
+        ] = None,
         state: Annotated[
             str | None,
             typer.Option(
@@ -260,6 +278,8 @@ def register(app: typer.Typer) -> None:
             raise BadInput(f"--flavor: expected one of {', '.join(FLAVORS)}, got {flavor!r}")
         if output not in ("text", "json"):
             raise BadInput(f"--output: expected text or json, got {output!r}")
+        if engine not in ("duckdb", "spark"):
+            raise BadInput(f"--engine: expected duckdb or spark, got {engine!r}")
         settings = load_settings(
             config,
             settings_file,
@@ -301,6 +321,8 @@ def register(app: typer.Typer) -> None:
                 git_commit=git_commit or git_push,
                 git_push=git_push,
                 on_step=on_step,
+                engine="spark" if engine == "spark" else "duckdb",
+                spark_master=spark_master,
             )
             return pipeline.run(request)
 
