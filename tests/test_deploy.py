@@ -497,7 +497,7 @@ def test_every_option_the_tree_passes_exists() -> None:
 
 
 def test_the_documented_overlay_renders(tmp_path: Path) -> None:
-    """The overlay in the README (run it in your cluster), step 2, as a user would write it next to a checkout."""
+    """The README's overlay (run it in your cluster, step 2), as a user would write it."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```yaml\n(# my-flowfence/kustomization\.yaml\n.*?)```", text, re.S)
     assert block, "README.md lost the my-flowfence overlay"
