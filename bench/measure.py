@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import resource
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -82,6 +84,60 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class SpillWatch:
+    """Polls DuckDB's temp_directory in a thread and keeps the largest total size of the files
+    in it: whether (and how much) a measurement spilled. A fresh, empty directory per run."""
+
+    def __init__(self, directory: str | None, every: float = 0.1) -> None:
+        self.directory = Path(directory) if directory else None
+        self.peak = 0
+        self.files = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> SpillWatch:
+        if self.directory is not None:
+            if self.directory.exists():
+                shutil.rmtree(self.directory)
+            self.directory.mkdir(parents=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.directory is not None:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def _sample(self) -> None:
+        assert self.directory is not None
+        total = count = 0
+        for root, _, names in os.walk(self.directory):
+            for name in names:
+                try:
+                    total += (Path(root) / name).stat().st_size
+                    count += 1
+                except OSError:  # removed between listing and stat
+                    pass
+        self.peak, self.files = max(self.peak, total), max(self.files, count)
+
+    def counts(self) -> dict[str, int]:
+        return {"spill_bytes": self.peak, "spill_files": self.files}
+
+
+def duck_config(args: dict[str, Any]) -> dict[str, Any]:
+    """The DuckDB settings every measured query runs with (those of `flowfence run`)."""
+    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
+    if args.get("temp_dir"):
+        config["temp_directory"] = args["temp_dir"]
+    return config
+
+
 def read_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
@@ -93,6 +149,7 @@ def files_glob(data: str) -> str:
 def generate(args: dict[str, Any]) -> dict[str, Any]:
     from flowfence.fixtures_gen import generate as gen
 
+    start = datetime.fromisoformat(args["start"]) if "start" in args else START
     clock = Clock()
     result = gen(
         args["topology"],
@@ -100,8 +157,8 @@ def generate(args: dict[str, Any]) -> dict[str, Any]:
         seed=args["seed"],
         rows=args["rows"],
         namespaces=args["namespaces"],
-        start=START,
-        hours=HOURS,
+        start=start,
+        hours=args.get("hours", HOURS),
         overwrite=True,
     )
     spent = clock.read()
@@ -112,16 +169,16 @@ def generate(args: dict[str, Any]) -> dict[str, Any]:
 def _bare(name: str, args: dict[str, Any]) -> dict[str, Any]:
     import duckdb
 
-    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
-    con = duckdb.connect(config=config)
-    try:
-        query = read_sql(name)
-        clock = Clock()
-        frame = con.sql(query, params={"files": files_glob(args["data"])}).pl()
-        spent = clock.read()
-    finally:
-        con.close()
-    out: dict[str, Any] = {**spent, "edges": frame.height}
+    with SpillWatch(args.get("temp_dir")) as spill:
+        con = duckdb.connect(config=duck_config(args))
+        try:
+            query = read_sql(name)
+            clock = Clock()
+            frame = con.sql(query, params={"files": files_glob(args["data"])}).pl()
+            spent = clock.read()
+        finally:
+            con.close()
+    out: dict[str, Any] = {**spent, **spill.counts(), "edges": frame.height}
     if "rows" in frame.columns:
         out["rows"] = int(frame.get_column("rows").sum())
     return out
@@ -144,6 +201,7 @@ RUN_TARGETS = (
     ("flowfence.incremental", "plan", "plan"),
     ("flowfence.pipeline", "_read", "read"),
     ("flowfence.incremental", "bind_files", "bind"),
+    ("flowfence.incremental", "read", "read"),
     ("flowfence.pipeline", "derive", "derive"),
     ("flowfence.pipeline", "_screen", "screen"),
     ("flowfence.validate", "screen", "screen"),
@@ -154,6 +212,9 @@ RUN_TARGETS = (
     ("flowfence.pipeline", "render", "render"),
     ("flowfence.render_cache", "render", "render"),
     ("flowfence.pipeline", "_report", "report"),
+    ("flowfence.changes", "read_policies", "review"),
+    ("flowfence.review", "review", "review"),
+    ("flowfence.review", "annotate", "review"),
     ("flowfence.state", "load", "state"),
     ("flowfence.state", "collect_garbage", "state"),
     ("flowfence.state", "commit", "state"),
@@ -164,40 +225,43 @@ RUN_TARGETS = (
 
 
 def run(args: dict[str, Any]) -> dict[str, Any]:
-    """`pipeline.run` into a fresh output (and state) directory: a first, full run."""
-    from flowfence import pipeline
-    from flowfence.config import load_settings
+    """`flowfence run` through the CLI (`cli.main`, in-process) into a fresh output directory
+    (an existing state would make it an incremental run), with the bench's DuckDB settings
+    passed as `--memory-limit`, `--threads` and `--temp-dir`."""
+    from flowfence import cli
 
     watch = Stopwatch()
-    watch.wrap_all(RUN_TARGETS)
-    settings = load_settings(
-        None,
-        None,
-        memory_limit=args["memory_limit"],
-        threads=args["threads"],
-        temp_dir=args["temp_dir"],
-    )
-    policies = args.get("existing_policies")
+    watch.wrap_all((("flowfence.pipeline", "run", "pipeline"), *RUN_TARGETS))
     out = Path(args["out"])
     if out.exists():
-        shutil.rmtree(out)  # an existing state would make this an incremental run
-    request = pipeline.RunRequest(
-        flows=args["data"],
-        out=out,
-        settings=settings,
-        now=START + timedelta(hours=HOURS),
-        existing_policies=Path(policies) if policies else None,
-    )
-    clock = Clock()
-    result = pipeline.run(request)
-    spent = clock.read()
+        shutil.rmtree(out)
+    now = (START + timedelta(hours=HOURS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    argv = ["run", "--flows", args["data"], "--out", str(out), "--now", now, "--output", "json"]
+    argv += ["--memory-limit", args["memory_limit"], "--threads", str(args["threads"])]
+    argv += ["--temp-dir", args["temp_dir"]]
+    if args.get("existing_policies"):
+        argv += ["--existing-policies", args["existing_policies"]]
+    with SpillWatch(args["temp_dir"]) as spill:
+        clock = Clock()
+        code = cli.main(argv)
+        spent = clock.read()
+    if code != 0:
+        raise SystemExit(f"flowfence run exited {code}")
+    return {**spent, **spill.counts(), **_run_counts(watch)}
+
+
+def _run_counts(watch: Stopwatch) -> dict[str, Any]:
+    result = watch.last["pipeline"]
     report = result.computation.report
+    reads = result.computation.reads
+    stages = dict(watch.spent)
     return {
-        **spent,
-        "stages": watch.spent,
+        "stages": stages,
         "missing": watch.missing,
         "edges": report.input["edges"],
         "rows": report.input["rows"],
+        "rows_read": sum(b.rows for b in reads.batches) if reads else 0,
+        "files_read": sum(b.files for b in reads.batches) if reads else 0,
         "namespaces": len(report.namespaces),
         "written": len(result.written),
     }
@@ -242,8 +306,7 @@ def _bound_query(args: dict[str, Any], run_query: Callable[[Any], Any]) -> dict[
 
     from flowfence import sources
 
-    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
-    con = duckdb.connect(config=config)
+    con = duckdb.connect(config=duck_config(args))
     try:
         clock = Clock()
         sources.bind_flows(con, args["data"], since=START, until=START + timedelta(hours=HOURS))
@@ -285,8 +348,7 @@ def whatif_group_first(args: dict[str, Any]) -> dict[str, Any]:
 
     lo = int(START.timestamp())
     params = {"files": files_glob(args["data"]), "lo": lo, "hi": lo + HOURS * 3600}
-    config = {"threads": args["threads"], "memory_limit": args["memory_limit"]}
-    con = duckdb.connect(config=config)
+    con = duckdb.connect(config=duck_config(args))
     try:
         clock = Clock()
         frame = con.sql(read_sql("whatif_group_first"), params=params).pl()
@@ -322,7 +384,9 @@ def main(argv: list[str]) -> int:
     kind, args_json, result_path = argv
     args = json.loads(args_json)
     imported = _import_engines()
-    result = KINDS[kind](args)
+    from bench import measure_steps
+
+    result = {**KINDS, **measure_steps.KINDS}[kind](args)
     result["import_seconds"] = imported
     Path(result_path).write_text(json.dumps(result), encoding="utf-8")
     return 0

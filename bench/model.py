@@ -55,6 +55,10 @@ class Figure:
         values = {s.counts[name] for s in self.samples if name in s.counts}
         return values.pop() if len(values) == 1 else None
 
+    def spill(self) -> int:
+        """The most any sample wrote to DuckDB's temp_directory (bytes)."""
+        return max((s.counts.get("spill_bytes", 0) for s in self.samples), default=0)
+
 
 @dataclass(frozen=True)
 class SizeResult:
@@ -64,6 +68,39 @@ class SizeResult:
     data_files: int
     data_bytes: int
     figures: Mapping[str, Figure]
+    generated_at: str | None = None  # when reused data was generated (None: in this run)
+
+
+@dataclass(frozen=True)
+class IncrementalResult:
+    """One new hour on a state built over `days` days: the incremental runs, the full
+    recomputation they replace and the bare aggregation of the same files."""
+
+    days: int
+    rows_per_hour: int
+    data_rows: int  # the days before the new hour
+    data_files: int
+    new_rows: int
+    state_bytes: int
+    state_edges: int
+    same_manifests: bool
+    figures: Mapping[str, Figure]
+    generated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """`flowfence ingest` of the JSON-lines export of a bench data set."""
+
+    label: str
+    rows: int  # rows of the Parquet data set exported
+    files: int
+    input_bytes: int
+    store_rows: int  # rows read back from the store
+    store_bytes: int
+    export_seconds: float | None  # None: not known (an earlier export was reused)
+    figures: Mapping[str, Figure]
+    exported_at: str | None = None  # when a reused export was made (None: in this run)
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,12 @@ class BenchRun:
     sizes: tuple[SizeResult, ...]
     elapsed: float
     load: tuple[float, float]  # 1-minute load average before and after: other work skews figures
+    temp_dir: str = ""
+    incremental: IncrementalResult | None = None
+    ingest: IngestResult | None = None
+    skipped: tuple[str, ...] = ()  # what this run left out, said in RESULTS.md
+    large_repeat: int = 1  # processes per figure at the largest sizes
+    tight_memory_limit: str = ""  # one more run at the largest size with this memory_limit
 
 
 def _meminfo_total() -> int:

@@ -1,83 +1,54 @@
-"""The flowfence benchmarks: `python -m bench.run [--rows 1M 10M] [...]` (`make bench`).
+"""The flowfence benchmarks, one command: `python -m bench.run` (`make bench`).
 
-For each size: generate the data (timed, the fixture-generator figure), then, repeated and
-interleaved so drift hits every figure alike, the bare DuckDB aggregation, `flowfence run`,
-the bare DuckDB distinct-edge query and `flowfence replay`, each in a fresh process
-(`bench.measure`). Writes the generated block of RESULTS.md and prints it. Targets are
-reported, never enforced: the exit status is 0 unless a measurement itself fails.
+Steps, each skippable and sized by its options:
+
+1. Sizes (`--rows`, default 1M 10M 100M): generate the data with the fixture generator (timed,
+   kept under bench/data), then, repeated and interleaved so drift hits every figure alike,
+   the bare DuckDB aggregation, `flowfence run` (the CLI, end to end), the bare DuckDB
+   distinct-edge query and `flowfence replay`, each in a fresh process (`bench.measure`).
+2. Incremental (`--incremental-days`, default 30): one new hour on a state built over those
+   days, against the full recomputation and the bare aggregation of the same files.
+3. Ingest (`--ingest-rows`, default 10M): `flowfence ingest` of that data set exported as
+   Calico Enterprise JSON lines, and the rerun that skips every file.
+
+DuckDB runs with `--memory-limit`, `--threads` and a spill directory under `--temp-dir` (its
+peak size is recorded). RESULTS.md's generated block is rewritten after every step, so an
+interrupted run keeps what it measured. Targets are reported, never enforced: the exit status
+is 0 unless a measurement itself fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import results
+from bench import results, steps
+from bench.harness import (
+    ROOT,
+    BenchError,
+    ensure_data,
+    label,
+    measure,
+    parquet_rows,
+    parse_rows,
+)
 from bench.model import BenchRun, Figure, Machine, Sample, SizeResult
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-_SIZE = re.compile(r"(\d+)([kKmM]?)")
-_SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 LOOP = ("bare_edges", "run", "bare_distinct", "replay")
 WHAT_IF = ("part_edges", "part_activity", "whatif_per_day", "whatif_group_first")
+LARGE = 50_000_000  # sizes from here on are repeated --large-repeat times
 
-
-class BenchError(RuntimeError):
-    pass
-
-
-def parse_rows(text: str) -> int:
-    match = _SIZE.fullmatch(text.strip().replace("_", ""))
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a row count such as 20k, 1M, 10M")
-    value = int(match.group(1)) * _SCALE[match.group(2).lower()]
-    if value < 1:
-        raise argparse.ArgumentTypeError("row counts must be positive")
-    return value
-
-
-def label(rows: int) -> str:
-    for suffix, scale in (("M", 1_000_000), ("k", 1_000)):
-        if rows >= scale and rows % scale == 0:
-            return f"{rows // scale}{suffix}"
-    return str(rows)
-
-
-def measure(kind: str, args: dict[str, Any], work: Path) -> Sample:
-    """Run one `bench.measure` child; its peak RSS comes from wait4, not from the child."""
-    work.mkdir(parents=True, exist_ok=True)
-    result_path, log_path = work / f"{kind}.json", work / f"{kind}.log"
-    result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "bench.measure", kind, json.dumps(args), str(result_path)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 or not result_path.exists():
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise BenchError(f"{kind} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
-    data = json.loads(result_path.read_text())
-    counts = {k: int(v) for k, v in data.items() if isinstance(v, int)}
-    return Sample(
-        seconds=float(data["seconds"]),
-        peak_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
-        import_seconds=float(data.get("import_seconds", 0.0)),
-        cpu_seconds=float(data.get("cpu_seconds", 0.0)),
-        stages=dict(data.get("stages", {})),
-        counts=counts,
-    )
+__all__ = ["label", "main", "parse_rows"]
 
 
 def _replay_policies(existing: Path | None, written: Path, into: Path) -> Path:
@@ -98,6 +69,7 @@ def bench_size(rows: int, opts: argparse.Namespace, log: Any) -> SizeResult:
     data = opts.data_dir / f"{opts.topology}-{name}-seed{opts.seed}-ns{opts.namespaces}"
     work = opts.work_dir / name
     loop = LOOP + (WHAT_IF if opts.what_if else ())
+    repeat = opts.large_repeat if rows >= LARGE else opts.repeat
     figures: dict[str, list[Sample]] = {k: [] for k in loop}
     gen_args = {
         "topology": opts.topology,
@@ -106,33 +78,29 @@ def bench_size(rows: int, opts: argparse.Namespace, log: Any) -> SizeResult:
         "rows": rows,
         "namespaces": opts.namespaces,
     }
-    stamp = data / "bench-stamp.json"
-    if opts.reuse_data and stamp.exists() and json.loads(stamp.read_text()) == gen_args:
-        print(f"[{name}] reusing {data}", file=log)
-        generated = None
-    else:
-        print(f"[{name}] generating {rows:,} rows into {data}", file=log, flush=True)
-        stamp.unlink(missing_ok=True)
-        generated = measure("generate", gen_args, work / "generate")
-        stamp.write_text(json.dumps(gen_args))
+    reuse = opts.reuse_data or data in opts.generated_now
+    generated, when = ensure_data(data, gen_args, work / "generate", reuse, log)
+    if when is None:
+        opts.generated_now.add(data)
     files = sorted(data.glob("date=*/hour=*/*.parquet"))
-    common = {"data": str(data), "threads": opts.threads, "memory_limit": opts.memory_limit}
-    existing = str(opts.existing_policies) if opts.existing_policies else None
-    run_args = {
-        **common,
-        "out": str(work / "out"),
-        "temp_dir": str(work / "spill"),
-        "existing_policies": existing,
+    common = {
+        "data": str(data),
+        "threads": opts.threads,
+        "memory_limit": opts.memory_limit,
+        "temp_dir": str(opts.temp_dir / name),
     }
+    existing = str(opts.existing_policies) if opts.existing_policies else None
+    run_args = {**common, "out": str(work / "out"), "existing_policies": existing}
     replay_args = {**common, "policies": str(work / "replay-policies")}
-    for i in range(opts.repeat):
+    for i in range(repeat):
         for kind in loop:
             args = replay_args if kind == "replay" else run_args if kind == "run" else common
             sample = measure(kind, args, work / kind)
             figures[kind].append(sample)
             print(
-                f"[{name}] {i + 1}/{opts.repeat} {kind}: {sample.seconds:.2f} s, "
-                f"CPU {sample.cpu_seconds:.2f} s, {results.mb(sample.peak_rss)}",
+                f"[{name}] {i + 1}/{repeat} {kind}: {sample.seconds:.2f} s, "
+                f"CPU {sample.cpu_seconds:.2f} s, {results.mb(sample.peak_rss)}, "
+                f"spilled {results.mb(sample.counts.get('spill_bytes', 0))}",
                 file=log,
                 flush=True,
             )
@@ -141,36 +109,61 @@ def bench_size(rows: int, opts: argparse.Namespace, log: Any) -> SizeResult:
                     opts.existing_policies, work / "out" / "policies", work / "replay-policies"
                 )
     done = {k: Figure(k, tuple(v)) for k, v in figures.items()}
+    if opts.tight_memory_limit and rows == max(opts.rows):
+        # the same run under a far smaller memory_limit: does it finish, spill, stay bounded?
+        tight = {**run_args, "memory_limit": opts.tight_memory_limit}
+        sample = measure("run", tight, work / "run_tight")
+        done["run_tight"] = Figure("run_tight", (sample,))
+        print(
+            f"[{name}] run, memory_limit {opts.tight_memory_limit}: {sample.seconds:.2f} s, "
+            f"{results.mb(sample.peak_rss)}, spilled {results.mb(sample.counts['spill_bytes'])}",
+            file=log,
+            flush=True,
+        )
     if generated is not None:
         done["generate"] = Figure("generate", (generated,))
     return SizeResult(
         rows=rows,
         label=name,
-        data_rows=sum(_parquet_rows(files)),
+        data_rows=parquet_rows(files),
         data_files=len(files),
         data_bytes=sum(f.stat().st_size for f in files),
         figures=done,
+        generated_at=when,
     )
-
-
-def _parquet_rows(files: Sequence[Path]) -> list[int]:
-    import pyarrow.parquet as pq
-
-    return [pq.ParquetFile(f).metadata.num_rows for f in files]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument(
         "--rows",
-        nargs="+",
+        nargs="*",
         type=parse_rows,
-        default=[1_000_000, 10_000_000],
-        help="sizes to run, e.g. 1M 10M (default) or 20k",
+        default=[1_000_000, 10_000_000, 100_000_000],
+        help="sizes to run end to end (default 1M 10M 100M); none: skip the step",
     )
     p.add_argument("--repeat", type=int, default=3, help="processes per figure (median)")
+    p.add_argument(
+        "--large-repeat",
+        type=int,
+        default=1,
+        help=f"processes per figure at {label(LARGE)} rows and more (default 1)",
+    )
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit (default 1GB)")
+    p.add_argument(
+        "--temp-dir",
+        type=Path,
+        help="DuckDB spill directory, on local disk (default WORK_DIR/spill); one fresh "
+        "subdirectory per measurement, its peak size recorded",
+    )
+    p.add_argument(
+        "--tight-memory-limit",
+        default="256MB",
+        help="also run once with this memory_limit, at the largest size and for the full "
+        "recomputation of the incremental step: does DuckDB spill to --temp-dir and stay "
+        "within it? ('' to skip)",
+    )
     p.add_argument("--topology", default="synthetic", choices=("synthetic", "demo"))
     p.add_argument("--namespaces", type=int, default=50)
     p.add_argument("--seed", type=int, default=7)
@@ -180,19 +173,29 @@ def parser() -> argparse.ArgumentParser:
         default=ROOT / "fixtures" / "policies",
         help="policy folder for run (and replay); 'none' to leave out",
     )
+    p.add_argument("--incremental-days", type=int, default=30, help="days of state (default 30)")
+    p.add_argument(
+        "--incremental-rows-per-hour",
+        type=parse_rows,
+        default=20_000,
+        help="rows per hour of the incremental data (default 20k, the generator's default)",
+    )
+    p.add_argument("--no-incremental", dest="incremental", action="store_false")
+    p.add_argument("--ingest-rows", type=parse_rows, default=10_000_000, help="default 10M")
+    p.add_argument("--no-ingest", dest="ingest", action="store_false")
     p.add_argument("--data-dir", type=Path, default=BENCH / "data")
     p.add_argument("--work-dir", type=Path, default=BENCH / "work")
     p.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     p.add_argument(
         "--reuse-data",
         action="store_true",
-        help="keep data generated earlier with the same parameters (no generator figure then)",
+        help="keep data generated earlier with the same parameters (its generator figure is "
+        "the one recorded when it was generated)",
     )
     p.add_argument(
-        "--no-what-if",
-        dest="what_if",
-        action="store_false",
-        help="skip the what-if variants of the aggregation stage",
+        "--what-if",
+        action="store_true",
+        help="also time the parts of the read stage and the what-if variants (bench/sql/)",
     )
     return p
 
@@ -200,17 +203,21 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     opts = parser().parse_args(args)
-    if opts.repeat < 1:
-        raise SystemExit("--repeat must be at least 1")
+    if opts.repeat < 1 or opts.large_repeat < 1:
+        raise SystemExit("--repeat and --large-repeat must be at least 1")
     if str(opts.existing_policies).lower() == "none":
         opts.existing_policies = None
-    began, load_before = time.perf_counter(), os.getloadavg()[0]
-    try:
-        sizes = tuple(bench_size(rows, opts, sys.stderr) for rows in opts.rows)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    opts.temp_dir = opts.temp_dir or opts.work_dir / "spill"
+    opts.generated_now = set()
+    skipped = []
+    if not opts.rows:
+        skipped.append("the end-to-end sizes (`--rows` with no size)")
+    if not opts.incremental:
+        skipped.append("the incremental step (`--no-incremental`)")
+    if not opts.ingest:
+        skipped.append("the ingest step (`--no-ingest`)")
     existing = opts.existing_policies
+    began, load_before = time.perf_counter(), os.getloadavg()[0]
     run = BenchRun(
         machine=Machine.detect(ROOT),
         command=shlex.join(["python", "-m", "bench.run", *args]),
@@ -222,15 +229,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=opts.seed,
         repeat=opts.repeat,
         existing_policies=_shown(existing) if existing else None,
-        sizes=sizes,
-        elapsed=time.perf_counter() - began,
-        load=(load_before, os.getloadavg()[0]),
+        sizes=(),
+        elapsed=0.0,
+        load=(load_before, load_before),
+        temp_dir=_shown(opts.temp_dir),
+        skipped=tuple(skipped),
+        large_repeat=opts.large_repeat,
+        tight_memory_limit=opts.tight_memory_limit if opts.rows else "",
     )
-    block = results.render(run)
-    old = opts.results.read_text(encoding="utf-8") if opts.results.exists() else None
-    opts.results.write_text(results.splice(old, block), encoding="utf-8")
-    print(block)
+    pending = [f"the {label(r)} size" for r in opts.rows]
+    pending += ["the incremental step"] * opts.incremental + ["the ingest step"] * opts.ingest
+
+    def write(run: BenchRun, final: bool = False) -> BenchRun:
+        run = replace(
+            run, elapsed=time.perf_counter() - began, load=(load_before, os.getloadavg()[0])
+        )
+        shown = run if final else replace(run, skipped=(*run.skipped, *_unfinished(pending)))
+        block = results.render(shown)
+        old = opts.results.read_text(encoding="utf-8") if opts.results.exists() else None
+        opts.results.write_text(results.splice(old, block), encoding="utf-8")
+        return run
+
+    try:
+        for rows in opts.rows:
+            run = replace(run, sizes=(*run.sizes, bench_size(rows, opts, sys.stderr)))
+            pending.remove(f"the {label(rows)} size")
+            run = write(run)
+        if opts.incremental:
+            run = replace(run, incremental=steps.bench_incremental(opts, sys.stderr))
+            pending.remove("the incremental step")
+            run = write(run)
+        if opts.ingest:
+            run = replace(run, ingest=steps.bench_ingest(opts, sys.stderr))
+            pending.remove("the ingest step")
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        write(run)
+        return 1
+    run = write(run, final=True)
+    print(results.render(run))
     return 0
+
+
+def _unfinished(pending: list[str]) -> list[str]:
+    return [f"{p} (not finished when this block was written)" for p in pending]
 
 
 def _shown(path: Path) -> str:

@@ -52,6 +52,7 @@ MEASURE_SCHEMA: dict[str, pl.DataType] = {
 }
 EDGE_SCHEMA: dict[str, pl.DataType] = {**KEY_SCHEMA, **MEASURE_SCHEMA}
 KEY_COLUMNS: tuple[str, ...] = tuple(KEY_SCHEMA)
+EDGE_QUERY = "state_edges"  # sql/state_edges.sql
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -73,8 +74,10 @@ def aggregate(
     filters raw rows before it groups them; `since`/`until` here repeat it. A narrower window
     than the bound one would filter whole (key, hour) groups, not rows.
     """
-    frame = sql.relation(con, "edges", since=_naive_utc(since), until=_naive_utc(until)).pl()
-    return conform(frame)
+    # One edge query for every caller: the incremental runs' (which also lists the days each
+    # edge was seen, for merging across reads); here without the extra row filter.
+    window = {"since": _naive_utc(since), "until": _naive_utc(until), "end_before": None}
+    return conform(sql.relation(con, EDGE_QUERY, **window).pl())
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:

@@ -41,7 +41,7 @@ from flowfence import (
 from flowfence import report as rpt
 from flowfence.config import Settings
 from flowfence.edges import KEY_COLUMNS
-from flowfence.errors import BadInput, FlowInputError
+from flowfence.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.model import Recommendation
 from flowfence.run_report import RunFacts, exclusions
 from flowfence.run_report import build as _report
@@ -140,6 +140,11 @@ def _read(request: RunRequest, plan: incremental.Plan, now: datetime) -> Reads:
     con = connect(request.settings)
     try:
         return _read_with(con, plan, now, None)
+    except duckdb.OutOfMemoryException as exc:  # a resource limit, not bad input
+        raise RuntimeFailure(
+            f"out of memory reading {request.flows}: raise --memory-limit or set --temp-dir "
+            f"to a disk with room to spill ({exc})"
+        ) from exc
     except duckdb.Error as exc:  # a corrupt data page only shows when it is read
         raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
     finally:

@@ -204,10 +204,10 @@ def _scan(
         raise FlowInputError(f"flow logs: {shown}: {_first_line(exc)}") from exc
     steps = plan(raw, kept)
     raw.selectExpr(*spark_sql.projection(steps)).createOrReplaceTempView("flows")
-    args = {"since": _instant(lo), "until": _instant(hi)}
+    args = {"since": _instant(lo), "until": _instant(hi), "end_before": None}
     declared = spark_sql.edges_params()
     if set(args) != declared:
-        raise AssertionError(f"sql/edges.sql parameters drifted: {sorted(declared)}")
+        raise AssertionError(f"the edge query's parameters drifted: {sorted(declared)}")
     frame = pl.from_arrow(spark.sql(spark_sql.edges_query(), args=args).toArrow())
     if not isinstance(frame, pl.DataFrame):
         raise AssertionError("a Spark result is a table")

@@ -1,6 +1,6 @@
 """The DuckDB SQL in `sql/` translated to Spark SQL at run time, and Spark types read as DuckDB's.
 
-The Spark engine runs the very same `sql/edges.sql` and `sql/flows_normalise.sql` fragments the
+The Spark engine runs the same `sql/state_edges.sql` and `sql/flows_normalise.sql` fragments the
 DuckDB engine runs: sqlglot translates them (DuckDB -> Spark dialect) when the engine starts, so
 there is no second copy of the queries to drift. Two things sqlglot cannot do alone are fixed
 here: functions it does not know (kept verbatim, which Spark would reject at run time) are mapped
@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from flowfence import encodings, sql
+from flowfence import edges, encodings, sql
 
 # DuckDB functions sqlglot 30 parses as anonymous (and would pass through unchanged), with the
 # Spark function of the same meaning. Any other unknown function is refused, not guessed.
@@ -78,11 +78,11 @@ def params(name: str) -> frozenset[str]:
 
 
 def edges_query() -> str:
-    return query("edges")
+    return query(edges.EDGE_QUERY)
 
 
 def edges_params() -> frozenset[str]:
-    return sql.load("edges").params
+    return sql.load(edges.EDGE_QUERY).params
 
 
 def projection(steps: encodings.Plan) -> list[str]:

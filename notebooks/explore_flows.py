@@ -7,7 +7,7 @@ Plain Python, diffable, and runnable three ways:
     marimo export html notebooks/explore_flows.py -o flows.html -- fixtures/data/demo
 
 It reads flow logs through the job's own loader (`flowfence.sources.bind_flows`) and SQL
-(`sql/flows_summary.sql`, `sql/edges.sql` via `flowfence.edges.aggregate`), and learns rules
+(`sql/flows_summary.sql`, `sql/state_edges.sql` via `flowfence.edges.aggregate`), and learns rules
 with `flowfence.pipeline.compute`, so what you see here is what the recommender sees. Charts
 are written as PNG files to `--out` as well as shown in the notebook.
 """

@@ -1,7 +1,8 @@
 -- name: state_edges
--- The edge aggregation of an incremental run (jobs/incremental.py): sql/edges.sql plus the
--- list of distinct UTC days each edge was seen on, so that evidence from separate reads can be
--- merged exactly (the count of distinct days cannot be merged, the list can).
+-- The edge aggregation: the one scan every later stage works from (incremental runs in
+-- jobs/incremental.py, `edges.aggregate` for replay and notebooks, the Spark engine through
+-- sqlglot). Besides the distinct-day count it lists the distinct UTC days each edge was seen
+-- on, so that evidence from separate reads can be merged exactly (a count cannot be merged).
 -- Takes: $since, $until (TIMESTAMP, UTC, either may be NULL for an open end): rows with
 --   end_time >= $since and start_time < $until; $end_before (TIMESTAMP or NULL): only rows
 --   with end_time < $end_before (a backfill reads the rows a previous read left out). Reads the

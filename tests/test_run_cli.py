@@ -514,3 +514,15 @@ def test_hostile_rows_are_rejected_and_change_no_manifest(
     # Nothing of the hostile rows shows up as a namespace of its own either.
     names = {n["namespace"] for n in report(hostile_out)["namespaces"]}
     assert names == {n["namespace"] for n in report(clean_out)["namespaces"]}
+
+
+def test_a_memory_limit_too_small_is_a_runtime_failure_not_bad_input(
+    run_cli: Runner, tmp_path: Path
+) -> None:
+    demo = Path(__file__).resolve().parent.parent / "fixtures" / "data" / "demo"
+    args = ["run", "--flows", str(demo), "--out", str(tmp_path / "out")]
+    args += ["--now", "2026-11-02T00:00:00Z", "--memory-limit", "1MB", "--threads", "1"]
+    result = run_cli(args)
+    assert result.code == 1
+    assert "out of memory" in result.err and "--memory-limit" in result.err
+    assert not (tmp_path / "out" / "policies").exists()

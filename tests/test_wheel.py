@@ -31,7 +31,7 @@ def test_installed_wheel_finds_sql(tmp_path: Path) -> None:
     probe = (
         "import flowfence.sql as s, pathlib; d = s.sql_dir();"
         "assert 'site-packages' in str(d), d;"
-        "assert 'edges' in s.names(), s.names();"
+        "assert 'state_edges' in s.names(), s.names();"
         "print(sorted(p.name for p in d.glob('*.sql')))"
     )
     out = _run(py, "-I", "-c", probe, cwd=tmp_path)
