@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/flowfence run --flows $(FIXTURE_FLOWS) --out out --now $(NOW)
+	$(BIN)/flowfence run --flows $(FIXTURE_FLOWS) --out out --now $(NOW) \
+		--namespaces fixtures/namespaces.yaml --existing-policies fixtures/policies
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
