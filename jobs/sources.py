@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -34,8 +34,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(encodings.REQUIRED)
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(encodings.OPTIONAL)
 
 _VIEW = re.compile(r"[a-z_]+")
-_DATE = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-_HOUR = re.compile(r"hour=(\d{2})")
 _GLOB = re.compile(r"([\[*?])")
 _LISTED = 3  # files named in a message before "and N more"
 
@@ -144,35 +142,11 @@ def _open_store(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
 
 def _partition(file: Path, dirs: Sequence[str]) -> _Part:
     """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
-    day: date | None = None
-    hour: int | None = None
-    for name in dirs:
-        if name.startswith("date="):
-            match = _DATE.fullmatch(name)
-            try:
-                day = date.fromisoformat(match.group(1)) if match else None
-            except ValueError:
-                day = None
-            if day is None:
-                raise FlowInputError(
-                    f"flow logs: {file.parent}: bad partition directory {name!r}, "
-                    "expected date=YYYY-MM-DD"
-                )
-        elif name.startswith("hour="):
-            match = _HOUR.fullmatch(name)
-            if day is None or match is None or int(match.group(1)) > 23:
-                raise FlowInputError(
-                    f"flow logs: {file.parent}: bad partition directory {name!r}, "
-                    "expected hour=00..23 inside date=YYYY-MM-DD"
-                )
-            hour = int(match.group(1))
-    if day is None:
-        return _Part(str(file))
-    start = datetime(day.year, day.month, day.day)
-    if hour is None:
-        return _Part(str(file), start, start + timedelta(days=1))
-    start += timedelta(hours=hour)
-    return _Part(str(file), start, start + timedelta(hours=1))
+    try:
+        span = objectstore.hive_span("/".join([*dirs, file.name]))
+    except ValueError as exc:
+        raise FlowInputError(f"flow logs: {file.parent}: {exc}") from None
+    return _Part(str(file)) if span is None else _Part(str(file), *span)
 
 
 def _overlaps(part: _Part, lo: datetime | None, hi: datetime | None) -> bool:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
@@ -37,11 +37,9 @@ from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.readwriter import DataFrameReader
 
-from flowfence import edges, encodings, sources, spark_sql
+from flowfence import edges, encodings, objectstore, sources, spark_sql
 from flowfence.errors import FlowInputError, RuntimeFailure
 
-_DATE = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-_HOUR = re.compile(r"hour=(\d{2})")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # `s3a://bucket`, `file://`, `file:`: not urlsplit, which would cut a path at `#` or `?`.
 _SCHEME_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
@@ -227,34 +225,12 @@ def select_files(files: Sequence[str], since: datetime | None, until: datetime |
 
 def partition_span(file: str) -> Span:
     """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
-    day: date | None = None
-    hour: int | None = None
-    for name in PurePosixPath(_SCHEME_AUTHORITY.sub("", file)).parent.parts:
-        if name.startswith("date="):
-            match = _DATE.fullmatch(name)
-            try:
-                day = date.fromisoformat(match.group(1)) if match else None
-            except ValueError:
-                day = None
-            if day is None:
-                raise FlowInputError(
-                    f"flow logs: {file}: bad partition directory {name!r}, expected date=YYYY-MM-DD"
-                )
-        elif name.startswith("hour="):
-            match = _HOUR.fullmatch(name)
-            if day is None or match is None or int(match.group(1)) > 23:
-                raise FlowInputError(
-                    f"flow logs: {file}: bad partition directory {name!r}, "
-                    "expected hour=00..23 inside date=YYYY-MM-DD"
-                )
-            hour = int(match.group(1))
-    if day is None:
-        return Span()
-    start = datetime(day.year, day.month, day.day)
-    if hour is None:
-        return Span(start, start + timedelta(days=1))
-    start += timedelta(hours=hour)
-    return Span(start, start + timedelta(hours=1))
+    parent = PurePosixPath(_SCHEME_AUTHORITY.sub("", file)).parent.parts
+    try:
+        span = objectstore.hive_span("/".join([*parent, "file"]))
+    except ValueError as exc:
+        raise FlowInputError(f"flow logs: {file}: {exc}") from None
+    return Span() if span is None else Span(*span)
 
 
 @contextmanager
