@@ -12,10 +12,8 @@ engine uses.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal
 
 import duckdb
@@ -135,7 +133,6 @@ _INTS = {"tinyint", "smallint", "integer", "bigint", "hugeint"} | {
 _FLOATS = {"float", "double", "decimal"}
 _NAIVE_TS = {"timestamp", "timestamp_s", "timestamp_ms", "timestamp_ns"}
 _HIT_FIELDS = ("enforced_policies", "pending_policies", "transit_policies", "all_policies")
-_SECTION = re.compile(r"^-- section: ([a-z_]+)\s*$")
 
 
 class WrongType(Exception):
@@ -148,18 +145,9 @@ class WrongType(Exception):
         self.found = found
 
 
-@cache
 def sections() -> dict[str, str]:
-    """The fragments of sql/flows_normalise.sql by section name, comments stripped."""
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in sql.load("flows_normalise").text.splitlines():
-        marker = _SECTION.match(line)
-        if marker:
-            current = found.setdefault(marker.group(1), [])
-        elif current is not None and not line.lstrip().startswith("--"):
-            current.append(line)
-    return {name: "\n".join(body).strip() for name, body in found.items()}
+    """The fragments of sql/flows_normalise.sql by section name."""
+    return sql.sections("flows_normalise")
 
 
 def _children(ty: DuckDBPyType) -> dict[str, str]:

@@ -15,7 +15,6 @@ file, the output directory and the file-name pattern are bound parameters.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from flowfence import sql
 from flowfence.ingest_rows import NAMES
 from flowfence.ingest_store import ID_LENGTH, literal_glob
 
-_SECTION = re.compile(r"^-- section: ([a-z_]+)\s*$")
 _TEXT = {
     "source_namespace",
     "source_name_aggr",
@@ -46,17 +44,8 @@ INPUT_COLUMNS = (*(n for n in NAMES if n not in ("enforced_policies", "pending_p
                  "policies", "_source")  # fmt: skip
 
 
-@cache
 def sections() -> dict[str, str]:
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in sql.load("ingest_enterprise_fast").text.splitlines():
-        marker = _SECTION.match(line)
-        if marker:
-            current = found.setdefault(marker.group(1), [])
-        elif current is not None and not line.lstrip().startswith("--"):
-            current.append(line)
-    return {name: "\n".join(body).strip() for name, body in found.items()}
+    return sql.sections("ingest_enterprise_fast")
 
 
 def _fill(section: str, col: str, json: str | None = None) -> str:

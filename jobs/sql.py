@@ -57,6 +57,27 @@ def load(name: str) -> Query:
     return Query(name=name, text=text, params=params, doc=doc)
 
 
+_SECTION = re.compile(r"^-- section: ([a-z_]+)\s*$")
+
+
+@cache
+def sections(name: str) -> dict[str, str]:
+    """The fragments of a sectioned file (`-- section: <name>` markers), comments stripped.
+
+    Some files hold SQL fragments chosen at run time (per Parquet type, per input shape) rather
+    than one query; the fragments are fixed text of ours, never values.
+    """
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in load(name).text.splitlines():
+        marker = _SECTION.match(line)
+        if marker:
+            current = found.setdefault(marker.group(1), [])
+        elif current is not None and not line.lstrip().startswith("--"):
+            current.append(line)
+    return {section: "\n".join(body).strip() for section, body in found.items()}
+
+
 def names() -> list[str]:
     return sorted(p.stem for p in sql_dir().glob("*.sql"))
 

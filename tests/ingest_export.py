@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from flowfence import sources
 from flowfence.hits import PolicyHit, parse_hit
 
 _ENDPOINT = {"wep": 1, "hep": 2, "ns": 3, "net": 4}
@@ -150,3 +151,13 @@ def write_lines(path: Path, docs: Iterator[dict[str, Any]], *, compress: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(body, mtime=0) if compress else body)
     return path
+
+
+def stored_rows(store: Path) -> int:
+    """Raw rows behind the job's view of a store (the view is pre-aggregated: `rows`)."""
+    con = duckdb.connect()
+    try:
+        sources.bind_flows(con, store)
+        return int(con.table("flows").aggregate("sum(rows)").fetchall()[0][0])
+    finally:
+        con.close()

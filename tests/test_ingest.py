@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from ingest_export import stored_rows
 
 from flowfence import sources
 from flowfence.cli import main
@@ -36,16 +37,7 @@ def flows(store: Path, order: str = "start_time, reporter, dest_port") -> list[d
         con.close()
 
 
-def count(store: Path) -> int:
-    """Raw rows behind the job's view (which may pre-aggregate: `rows` per view row)."""
-    con = duckdb.connect()
-    try:
-        sources.bind_flows(con, store)
-        view = con.table("flows")
-        measure = "sum(rows)" if "rows" in view.columns else "count(*)"
-        return int(view.aggregate(measure).fetchall()[0][0])
-    finally:
-        con.close()
+count = stored_rows
 
 
 def raw(store: Path) -> list[dict[str, Any]]:

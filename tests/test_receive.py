@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from ingest_export import goldmane_docs, raw_rows
+from ingest_export import goldmane_docs, raw_rows, stored_rows
 
 from flowfence import sources
 from flowfence.errors import ConfigError
@@ -94,16 +94,7 @@ def stored(store: Path) -> list[dict[str, Any]]:
         con.close()
 
 
-def count(store: Path) -> int:
-    """Raw rows behind the job's view (which may pre-aggregate: `rows` per view row)."""
-    con = duckdb.connect()
-    try:
-        sources.bind_flows(con, store)
-        view = con.table("flows")
-        measure = "sum(rows)" if "rows" in view.columns else "count(*)"
-        return int(view.aggregate(measure).fetchall()[0][0])
-    finally:
-        con.close()
+count = stored_rows
 
 
 def test_a_batch_is_acknowledged_once_durably_stored(server: Running, tmp_path: Path) -> None:
