@@ -32,7 +32,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
     python -m pip install --no-index --find-links /wheels --constraint /tmp/constraints.txt flowfence \
  && flowfence --version \
- && python -c "import flowfence.sql as s; assert 'edges' in s.names(), s.names()"
+ && python -c "import flowfence.core.sql as s; assert 'edges' in s.names(), s.names()"
 WORKDIR /tmp
 # Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
 USER 10001:10001

@@ -32,10 +32,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from flowfence import __version__, atomic, incremental, pipeline, sources, state
-from flowfence import report as rpt
-from flowfence.config import Settings
-from flowfence.fixtures_gen import DEFAULT_ROWS_PER_HOUR, generate
+from flowfence import __version__
+from flowfence.config.settings import Settings
+from flowfence.core import atomic
+from flowfence.fixtures.generate import DEFAULT_ROWS_PER_HOUR, generate
+from flowfence.flows import sources
+from flowfence.report import model as rpt
+from flowfence.run import pipeline
+from flowfence.state import incremental
+from flowfence.state import tables as state
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "INCREMENTAL.md"
@@ -322,8 +327,8 @@ statuses, YAML; the rest of the total is Python overhead):
 The first run after a build renders and writes every manifest again because every status
 changes: PyYAML's pure-Python emitter, and an fsync of each file and of its directory, are most
 of the difference. In the steady state unchanged manifests are reused
-(jobs/render_cache.py), and what remains is listing the partitions, reading the new ones and
-the work on the state's distinct edges.
+(jobs/flowfence/render/cache.py), and what remains is listing the partitions, reading the new
+ones and the work on the state's distinct edges.
 
 Machine: {platform.platform()}, {os.cpu_count()} CPUs (load average {_load()} at the end of
 the benchmark: other work on the machine slows the full runs most), Python

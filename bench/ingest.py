@@ -34,8 +34,8 @@ from typing import Any
 
 import duckdb
 
-from flowfence import sources
-from flowfence.fixtures_gen import generate
+from flowfence.fixtures.generate import generate
+from flowfence.flows import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -69,7 +69,7 @@ def export_json(parquet: Path, out: Path) -> list[Path]:
 
 
 def timed_ingest(files: list[Path], store: Path) -> tuple[float, dict[str, Any]]:
-    cmd = [sys.executable, "-m", "flowfence.cli", "ingest", *map(str, files)]
+    cmd = [sys.executable, "-m", "flowfence.cli.app", "ingest", *map(str, files)]
     cmd += ["--out", str(store), "--output", "json"]
     began = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)

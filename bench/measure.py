@@ -147,7 +147,7 @@ def files_glob(data: str) -> str:
 
 
 def generate(args: dict[str, Any]) -> dict[str, Any]:
-    from flowfence.fixtures_gen import generate as gen
+    from flowfence.fixtures.generate import generate as gen
 
     start = datetime.fromisoformat(args["start"]) if "start" in args else START
     clock = Clock()
@@ -197,30 +197,30 @@ def bare_distinct(args: dict[str, Any]) -> dict[str, Any]:
 # (everything after aggregation). Targets a version lacks are skipped and listed: the pipeline
 # is still moving, so several spellings of a stage are listed.
 RUN_TARGETS = (
-    ("flowfence.sources", "list_files", "plan"),
-    ("flowfence.incremental", "plan", "plan"),
-    ("flowfence.pipeline", "_read", "read"),
-    ("flowfence.incremental", "bind_files", "bind"),
-    ("flowfence.incremental", "read", "read"),
-    ("flowfence.pipeline", "derive", "derive"),
-    ("flowfence.pipeline", "_screen", "screen"),
-    ("flowfence.validate", "screen", "screen"),
-    ("flowfence.pipeline", "load_policies", "policies"),
-    ("flowfence.learn", "load_policies", "policies"),
-    ("flowfence.exclude", "exclude", "exclude"),
-    ("flowfence.rules", "build", "rules"),
-    ("flowfence.pipeline", "render", "render"),
-    ("flowfence.render_cache", "render", "render"),
-    ("flowfence.pipeline", "_report", "report"),
-    ("flowfence.changes", "read_policies", "review"),
-    ("flowfence.review", "review", "review"),
-    ("flowfence.review", "annotate", "review"),
-    ("flowfence.state", "load", "state"),
-    ("flowfence.state", "collect_garbage", "state"),
-    ("flowfence.state", "commit", "state"),
-    ("flowfence.atomic", "sync_tree", "write"),
-    ("flowfence.report", "to_json", "write"),
-    ("flowfence.report", "to_markdown", "write"),
+    ("flowfence.flows.sources", "list_files", "plan"),
+    ("flowfence.state.incremental", "plan", "plan"),
+    ("flowfence.run.pipeline", "_read", "read"),
+    ("flowfence.state.incremental", "bind_files", "bind"),
+    ("flowfence.state.incremental", "read", "read"),
+    ("flowfence.run.pipeline", "derive", "derive"),
+    ("flowfence.run.pipeline", "_screen", "screen"),
+    ("flowfence.calico.names", "screen", "screen"),
+    ("flowfence.run.pipeline", "load_policies", "policies"),
+    ("flowfence.learn.learnable", "load_policies", "policies"),
+    ("flowfence.learn.exclude", "exclude", "exclude"),
+    ("flowfence.learn.rules", "build", "rules"),
+    ("flowfence.run.pipeline", "render", "render"),
+    ("flowfence.render.cache", "render", "render"),
+    ("flowfence.run.pipeline", "_report", "report"),
+    ("flowfence.review.changes", "read_policies", "review"),
+    ("flowfence.review.step", "review", "review"),
+    ("flowfence.review.step", "annotate", "review"),
+    ("flowfence.state.tables", "load", "state"),
+    ("flowfence.state.tables", "collect_garbage", "state"),
+    ("flowfence.state.tables", "commit", "state"),
+    ("flowfence.core.atomic", "sync_tree", "write"),
+    ("flowfence.report.model", "to_json", "write"),
+    ("flowfence.report.model", "to_markdown", "write"),
 )
 
 
@@ -228,10 +228,10 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     """`flowfence run` through the CLI (`cli.main`, in-process) into a fresh output directory
     (an existing state would make it an incremental run), with the bench's DuckDB settings
     passed as `--memory-limit`, `--threads` and `--temp-dir`."""
-    from flowfence import cli
+    from flowfence.cli import app as cli
 
     watch = Stopwatch()
-    watch.wrap_all((("flowfence.pipeline", "run", "pipeline"), *RUN_TARGETS))
+    watch.wrap_all((("flowfence.run.pipeline", "run", "pipeline"), *RUN_TARGETS))
     out = Path(args["out"])
     if out.exists():
         shutil.rmtree(out)
@@ -268,17 +268,17 @@ def _run_counts(watch: Stopwatch) -> dict[str, Any]:
 
 
 REPLAY_TARGETS = (
-    ("flowfence.commands.replay", "load_policies", "policies"),
-    ("flowfence.sources", "bind_flows", "bind"),
-    ("flowfence.edges", "aggregate", "aggregate"),
-    ("flowfence.replay", "compute", "evaluate"),
-    ("flowfence.replay_render", "to_json", "render"),
+    ("flowfence.cli.replay", "load_policies", "policies"),
+    ("flowfence.flows.sources", "bind_flows", "bind"),
+    ("flowfence.flows.edges", "aggregate", "aggregate"),
+    ("flowfence.replay.audit", "compute", "evaluate"),
+    ("flowfence.replay.render", "to_json", "render"),
 )
 
 
 def replay(args: dict[str, Any]) -> dict[str, Any]:
     """`flowfence replay --output json` in-process, through the CLI."""
-    from flowfence import cli
+    from flowfence.cli import app as cli
 
     watch = Stopwatch()
     watch.wrap_all(REPLAY_TARGETS)
@@ -304,7 +304,7 @@ def _bound_query(args: dict[str, Any], run_query: Callable[[Any], Any]) -> dict[
     the read stage of `flowfence run`."""
     import duckdb
 
-    from flowfence import sources
+    from flowfence.flows import sources
 
     con = duckdb.connect(config=duck_config(args))
     try:
@@ -324,14 +324,14 @@ def _bound_query(args: dict[str, Any], run_query: Callable[[Any], Any]) -> dict[
 
 def part_edges(args: dict[str, Any]) -> dict[str, Any]:
     """bind + the edge query `flowfence run` runs today (sql/state_edges.sql)."""
-    from flowfence import sql
+    from flowfence.core import sql
 
     return _bound_query(args, lambda con: sql.relation(con, "state_edges", **_window()).pl())
 
 
 def part_activity(args: dict[str, Any]) -> dict[str, Any]:
     """bind + the second scan `flowfence run` makes today (sql/state_activity.sql)."""
-    from flowfence import sql
+    from flowfence.core import sql
 
     return _bound_query(args, lambda con: sql.relation(con, "state_activity", **_window()).pl())
 
@@ -375,7 +375,7 @@ def _import_engines() -> float:
     """Import the heavy modules up front so their cost is reported apart from the measured
     work (a CLI user pays it once per invocation)."""
     began = time.perf_counter()
-    for name in ("duckdb", "polars", "flowfence.cli", "flowfence.pipeline"):
+    for name in ("duckdb", "polars", "flowfence.cli.app", "flowfence.run.pipeline"):
         importlib.import_module(name)
     return time.perf_counter() - began
 

@@ -20,11 +20,11 @@ from bench.measure import RUN_TARGETS, Clock, SpillWatch, Stopwatch
 
 
 def incremental(args: dict[str, Any]) -> dict[str, Any]:
-    from flowfence import pipeline
-    from flowfence.config import load_settings
+    from flowfence.config.settings import load_settings
+    from flowfence.run import pipeline
 
     watch = Stopwatch()
-    watch.wrap_all((("flowfence.pipeline", "run", "pipeline"), *RUN_TARGETS))
+    watch.wrap_all((("flowfence.run.pipeline", "run", "pipeline"), *RUN_TARGETS))
     where = Path(args["where"])
     if where.exists():
         shutil.rmtree(where)
@@ -56,7 +56,7 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def ingest(args: dict[str, Any]) -> dict[str, Any]:
-    from flowfence import cli
+    from flowfence.cli import app as cli
 
     files = sorted(str(p) for p in Path(args["json"]).glob("flows-*.log"))
     store = Path(args["store"])

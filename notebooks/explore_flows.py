@@ -6,9 +6,9 @@ Plain Python, diffable, and runnable three ways:
     python notebooks/explore_flows.py fixtures/data/demo --out out/nb # headless, as make test
     marimo export html notebooks/explore_flows.py -o flows.html -- fixtures/data/demo
 
-It reads flow logs through the job's own loader (`flowfence.sources.bind_flows`) and SQL
-(`sql/flows_summary.sql`, `sql/state_edges.sql` via `flowfence.edges.aggregate`), and learns rules
-with `flowfence.pipeline.compute`, so what you see here is what the recommender sees. Charts
+It reads flow logs through the job's own loader (`flowfence.flows.sources.bind_flows`) and SQL
+(`sql/flows_summary.sql`, `sql/state_edges.sql` via `flowfence.flows.edges.aggregate`), and learns rules
+with `flowfence.run.pipeline.compute`, so what you see here is what the recommender sees. Charts
 are written as PNG files to `--out` as well as shown in the notebook.
 """
 
@@ -33,8 +33,11 @@ def _():
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    from flowfence import edges, pipeline, sources, sql
-    from flowfence.config import load_settings
+    from flowfence.flows import edges
+    from flowfence.run import pipeline
+    from flowfence.flows import sources
+    from flowfence.core import sql
+    from flowfence.config.settings import load_settings
 
     return (
         Figure,

@@ -9,10 +9,10 @@ backup, a weekly report.
     marimo edit notebooks/what_if.py -- fixtures/data/demo --learn-hours 12
     python notebooks/what_if.py fixtures/data/demo --namespace postgres --out out/nb
 
-The same stages as the job: `flowfence.pipeline.compute` learns and renders the policies,
-`flowfence.exclude` keeps only the flows that reach the recommendation tier (not decided by a
-tier before it), `flowfence.policies.policy_set` loads the rendered manifests and
-`flowfence.replay.compute` evaluates the flows with `flowfence.evaluate.Evaluator`.
+The same stages as the job: `flowfence.run.pipeline.compute` learns and renders the policies,
+`flowfence.learn.exclude` keeps only the flows that reach the recommendation tier (not decided by a
+tier before it), `flowfence.calico.policies.policy_set` loads the rendered manifests and
+`flowfence.replay.audit.compute` evaluates the flows with `flowfence.calico.evaluate.Evaluator`.
 """
 
 import marimo
@@ -34,9 +34,16 @@ def _():
     import polars as pl
     import yaml
 
-    from flowfence import edges, exclude, namespaces, pipeline, replay, sources, sql, validate
-    from flowfence.config import load_settings
-    from flowfence.policies import policy_set
+    from flowfence.flows import edges
+    from flowfence.learn import exclude
+    from flowfence.learn import namespaces
+    from flowfence.run import pipeline
+    from flowfence.replay import audit as replay
+    from flowfence.flows import sources
+    from flowfence.core import sql
+    from flowfence.calico import names as validate
+    from flowfence.config.settings import load_settings
+    from flowfence.calico.policies import policy_set
 
     return (
         Path,

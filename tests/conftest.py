@@ -1,6 +1,6 @@
 """Shared test fixtures, generic on purpose: the bundled demo inputs, a writer of raw Calico
 flow-log Parquet files (the shape Felix writes: Unix-second times, `-` placeholders, policies in
-a struct), and a runner for `flowfence.cli.main` that captures stdout and stderr.
+a struct), and a runner for `flowfence.cli.app.main` that captures stdout and stderr.
 
 Fixtures here are additive: a test module may define its own fixtures of other names freely.
 """
@@ -174,8 +174,8 @@ def flowlog() -> FlowLog:
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[Sequence[str]], CliResult]:
-    """Run `flowfence.cli.main(args)`; returns the exit code and what it printed."""
-    from flowfence.cli import main
+    """Run `flowfence.cli.app.main(args)`; returns the exit code and what it printed."""
+    from flowfence.cli.app import main
 
     def run(args: Sequence[str]) -> CliResult:
         capsys.readouterr()  # drop anything printed before this call

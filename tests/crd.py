@@ -17,7 +17,7 @@ hand in `_calico_rules`:
 - `domains` only on egress Allow rules with empty `nets` and `selector` (Enterprise CRD text);
 - `global()` only in a namespaceSelector, and alone there (Enterprise CEL, Calico validator);
 - ports only with TCP, UDP or SCTP; IPv4 and IPv6 nets not mixed (Calico validator);
-- every selector parses with flowfence.selector (Calico's grammar).
+- every selector parses with flowfence.calico.selector (Calico's grammar).
 Kubernetes NetworkPolicy is validated with the `kubernetes-validate` package (offline k8s
 OpenAPI schemas, strict mode).
 """
@@ -35,8 +35,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from flowfence import validate
-from flowfence.selector import parse
+from flowfence.calico import names as validate
+from flowfence.calico.selector import parse
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.33"

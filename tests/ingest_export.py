@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-from flowfence import sources
-from flowfence.hits import PolicyHit, parse_hit
+from flowfence.calico.hits import PolicyHit, parse_hit
+from flowfence.flows import sources
 
 _ENDPOINT = {"wep": 1, "hep": 2, "ns": 3, "net": 4}
 _ENDPOINT_NAMES = {1: "WorkloadEndpoint", 2: "HostEndpoint", 3: "NetworkSet", 4: "Network"}

@@ -64,7 +64,7 @@ def output_files(root: Path) -> dict[str, bytes]:
 
 def run_flavor(flavor: str, out: Path) -> dict[str, bytes]:
     """Run the golden command for `flavor` into `out` and return its output files."""
-    from flowfence.cli import main
+    from flowfence.cli.app import main
 
     code = main(run_args(flavor, out))
     if code != 0:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from review_scenario import GOLDEN, play, reports
 
-from flowfence.cli import main
+from flowfence.cli.app import main
 
 
 def regenerate() -> None:

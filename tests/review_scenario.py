@@ -13,7 +13,7 @@ A small cluster walked through six runs with a fixed clock, each step changing o
 6. `06-stale-rule`: more hours of the steady traffic; the public address (seen once) and the
    web -> db call are older than staleRulePeriod (6h) and proposed for removal.
 
-`play` runs the steps through `flowfence.cli.main` and yields each step's report bytes.
+`play` runs the steps through `flowfence.cli.app.main` and yields each step's report bytes.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flowfence import objectstore
+from flowfence.core import objectstore
 
 _buckets = itertools.count()
 # Variables that would send botocore elsewhere than the local server.

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flowfence import atomic
+from flowfence.core import atomic
 
 
 def test_write_bytes_replaces_and_skips_identical(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from flowfence import changes, drift, render
-from flowfence.config import Settings
-from flowfence.evaluate import Edge, Endpoint, Evaluator
-from flowfence.model import (
+from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
+from flowfence.calico.policies import policy_set
+from flowfence.config.settings import Settings
+from flowfence.learn.model import (
     PUBLIC_FALLBACK,
     Evidence,
     NetSetRef,
@@ -26,7 +26,8 @@ from flowfence.model import (
     ServiceRef,
     sort_rules,
 )
-from flowfence.policies import policy_set
+from flowfence.render import manifests as render
+from flowfence.review import changes, drift
 
 SETTINGS = Settings(cluster_cidrs=("10.244.0.0/16",))
 T0 = datetime(2026, 11, 1, 0, 0)
@@ -371,7 +372,8 @@ def test_review_applies_decisions_finds_drift_and_changes() -> None:
     """review.review: render -> decisions -> drift of the frozen policy -> change set."""
     from test_rules import BASE, build, frame, to_ns
 
-    from flowfence import decisions, review
+    from flowfence.review import decisions
+    from flowfence.review import step as review
 
     now = datetime(2026, 11, 2)
     first = [to_ns("db", 5432)]

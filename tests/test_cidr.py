@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence import cidr
+from flowfence.calico import cidr
 
 
 def _addresses(nets: tuple[str, ...]) -> int:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from flowfence import __version__
-from flowfence.cli import main
+from flowfence.cli.app import main
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,14 +13,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowfence.config import (
+from flowfence.config.settings import (
     DEFAULT_SELECTOR,
     Settings,
     format_duration,
     load_settings,
     parse_duration,
 )
-from flowfence.errors import ConfigError
+from flowfence.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLOWFENCE_SHARED") or REPO.parent / "shared")

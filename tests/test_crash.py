@@ -25,7 +25,8 @@ from test_state_support import (
     write_hour,
 )
 
-from flowfence import checkpoints, state
+from flowfence.core import checkpoints
+from flowfence.state import tables as state
 
 RunCli = Callable[[Sequence[str]], CliResult]
 FIRST = T0 + timedelta(hours=6)
@@ -50,7 +51,7 @@ def add_traffic(flows: Path) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes], Path]:
     """Outputs and state of the two runs, uninterrupted."""
-    from flowfence.cli import main
+    from flowfence.cli.app import main
 
     root = tmp_path_factory.mktemp("reference")
     flows, out = root / "flows", root / "out"

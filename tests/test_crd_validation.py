@@ -11,8 +11,8 @@ import yaml
 from crd import validate_network_policy, validate_staged_policy, validate_tier
 from test_rules import BASE, build, edge, ingress, to_net, to_ns
 
-from flowfence import render
-from flowfence.config import Settings
+from flowfence.config.settings import Settings
+from flowfence.render import manifests as render
 
 FLAVORS = ("calico-enterprise", "calico", "kubernetes")
 

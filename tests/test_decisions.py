@@ -13,11 +13,11 @@ import pytest
 import yaml
 from conftest import CliResult
 
-from flowfence import decisions as dec
-from flowfence import render
-from flowfence.config import Settings
-from flowfence.errors import ConfigError
-from flowfence.model import Evidence, PortRange, Recommendation, Rule
+from flowfence.config.settings import Settings
+from flowfence.core.errors import ConfigError
+from flowfence.learn.model import Evidence, PortRange, Recommendation, Rule
+from flowfence.render import manifests as render
+from flowfence.review import decisions as dec
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 SETTINGS = Settings()

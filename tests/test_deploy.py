@@ -29,8 +29,9 @@ import yaml
 from conftest import FLOW_NOW
 from crd import crd_schema
 
-from flowfence import cli, pipeline
-from flowfence.config import Settings, load_settings
+from flowfence.cli import app as cli
+from flowfence.config.settings import Settings, load_settings
+from flowfence.run import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

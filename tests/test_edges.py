@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from flowfence import edges, encodings, sources
+from flowfence.flows import edges, encodings, sources
 
 _ROW = """
 SELECT TIMESTAMP '2026-11-01 00:00:00' + to_minutes(i * 5) AS start_time,

@@ -33,12 +33,13 @@ from conftest import FLOW_NOW, FLOW_START, REPO, FlowLog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowfence import edges, pipeline, sources
-from flowfence.config import Settings
-from flowfence.evaluate import Edge, Endpoint, Evaluator, Verdict
-from flowfence.fixtures_gen import generate
-from flowfence.model import PUBLIC_FALLBACK, Rule
-from flowfence.policies import PolicySet, load_policies
+from flowfence.calico.evaluate import Edge, Endpoint, Evaluator, Verdict
+from flowfence.calico.policies import PolicySet, load_policies
+from flowfence.config.settings import Settings
+from flowfence.fixtures.generate import generate
+from flowfence.flows import edges, sources
+from flowfence.learn.model import PUBLIC_FALLBACK, Rule
+from flowfence.run import pipeline
 
 Direction = Literal["egress", "ingress"]
 

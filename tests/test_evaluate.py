@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence.evaluate import Edge, Endpoint, Evaluator, Verdict
-from flowfence.policies import Direction, policy_set
+from flowfence.calico.evaluate import Edge, Endpoint, Evaluator, Verdict
+from flowfence.calico.policies import Direction, policy_set
 
 
 def pod(ns: str, *labels: str, name: str = "pod-*") -> Endpoint:

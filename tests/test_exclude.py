@@ -7,10 +7,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flowfence import exclude as ex
-from flowfence.config import Settings
-from flowfence.edges import EDGE_SCHEMA
-from flowfence.hits import parse_hit
+from flowfence.calico.hits import parse_hit
+from flowfence.config.settings import Settings
+from flowfence.flows.edges import EDGE_SCHEMA
+from flowfence.learn import exclude as ex
 
 PROFILE = "9|__PROFILE__|__PROFILE__.kns.shop|allow|0"
 PROFILE_332 = "9|__PROFILE__|pro:kns.shop|allow|0"

@@ -14,14 +14,15 @@ import duckdb
 import pytest
 import yaml
 
-from flowfence import cli, fixtures_gen
-from flowfence.errors import BadInput
-from flowfence.evaluate import Edge, Evaluator
-from flowfence.evaluate import Endpoint as EvalEndpoint
-from flowfence.fixtures_gen import generate, hour_budgets, topology_flows
-from flowfence.fixtures_topology import Endpoint, render_trace, trace
-from flowfence.policies import load_namespaces, load_policies
-from flowfence.sources import bind_flows
+from flowfence.calico.evaluate import Edge, Evaluator
+from flowfence.calico.evaluate import Endpoint as EvalEndpoint
+from flowfence.calico.policies import load_namespaces, load_policies
+from flowfence.cli import app as cli
+from flowfence.core.errors import BadInput
+from flowfence.fixtures import generate as fixtures_gen
+from flowfence.fixtures.generate import generate, hour_budgets, topology_flows
+from flowfence.fixtures.topology import Endpoint, render_trace, trace
+from flowfence.flows.sources import bind_flows
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "data" / "demo"
@@ -385,7 +386,7 @@ def test_memory_stays_bounded_for_a_million_rows(tmp_path: Path) -> None:
         import json, resource
         from datetime import datetime, UTC
         from pathlib import Path
-        from flowfence.fixtures_gen import generate
+        from flowfence.fixtures.generate import generate
         r = generate("synthetic", Path({str(tmp_path / "big")!r}), seed=1, rows=1_000_000,
                      namespaces=100, start=datetime(2026, 11, 1, tzinfo=UTC), hours=1)
         print(json.dumps({{"rows": r.rows, "files": len(r.files),

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from flowfence import atomic, decisions, gitops, render
-from flowfence.config import Settings
-from flowfence.errors import ConfigError
-from flowfence.model import Evidence, PortRange, Recommendation, Rule
+from flowfence.config.settings import Settings
+from flowfence.core import atomic
+from flowfence.core.errors import ConfigError
+from flowfence.learn.model import Evidence, PortRange, Recommendation, Rule
+from flowfence.render import manifests as render
+from flowfence.review import decisions, gitops
 
 SETTINGS = Settings()
 EV = Evidence(datetime(2026, 11, 1), datetime(2026, 11, 1, 5), 7, 700, 1, 1)

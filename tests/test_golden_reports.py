@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from review_scenario import GOLDEN, REPORTS, STEPS, play, reports
 
-from flowfence.cli import main
+from flowfence.cli.app import main
 
 
 @pytest.fixture(scope="module")

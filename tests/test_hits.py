@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowfence.hits import PolicyHit, format_hit, parse_hit
+from flowfence.calico.hits import PolicyHit, format_hit, parse_hit
 
 
 def hit(

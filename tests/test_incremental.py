@@ -26,7 +26,7 @@ from test_state_support import (
     write_hour,
 )
 
-from flowfence.fixtures_gen import generate
+from flowfence.fixtures.generate import generate
 
 RunCli = Callable[[Sequence[str]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]
@@ -266,7 +266,7 @@ def test_state_can_live_elsewhere(
 def test_unchanged_manifests_are_not_rendered_again(
     tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowfence import render_cache
+    from flowfence.render import cache as render_cache
 
     dumped: list[str] = []
     real = render_cache.dump

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_export import stored_rows
 
-from flowfence import sources
-from flowfence.cli import main
-from flowfence.ingest import ingest
-from flowfence.ingest_enterprise import enterprise_row
-from flowfence.ingest_goldmane import goldmane_row
-from flowfence.ingest_rows import NAMES, LineError
-from flowfence.ingest_store import Store
+from flowfence.cli.app import main
+from flowfence.flows import sources
+from flowfence.ingest.convert import ingest
+from flowfence.ingest.enterprise import enterprise_row
+from flowfence.ingest.goldmane import goldmane_row
+from flowfence.ingest.rows import NAMES, LineError
+from flowfence.ingest.store import Store
 
 DATA = Path(__file__).resolve().parent / "ingest_data"
 

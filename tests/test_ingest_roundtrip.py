@@ -27,9 +27,9 @@ import pytest
 import yaml
 from ingest_export import enterprise_docs, goldmane_docs, raw_rows, write_lines
 
-from flowfence import pipeline
-from flowfence.config import load_settings
-from flowfence.ingest import ingest
+from flowfence.config.settings import load_settings
+from flowfence.ingest.convert import ingest
+from flowfence.run import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "fixtures" / "data" / "demo"

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from flowfence.lifecycle import (
+from flowfence.state.lifecycle import (
     EMPTY_DIGEST,
     NamespaceState,
     Timing,

@@ -25,7 +25,7 @@ from test_state_support import (
     write_hour,
 )
 
-from flowfence.fixtures_gen import generate
+from flowfence.fixtures.generate import generate
 
 RunCli = Callable[[Sequence[str]], CliResult]
 NOW = T0 + timedelta(days=1)

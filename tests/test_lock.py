@@ -16,7 +16,7 @@ import pytest
 from conftest import CliResult
 from test_state_support import T0, kill, paused, run_args, spawn, statuses, steady, wait_for
 
-from flowfence import lock
+from flowfence.core import lock
 
 RunCli = Callable[[Sequence[str]], CliResult]
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flowfence.config import Settings
-from flowfence.edges import EDGE_SCHEMA
-from flowfence.errors import ConfigError
-from flowfence.namespaces import (
+from flowfence.config.settings import Settings
+from flowfence.core.errors import ConfigError
+from flowfence.flows.edges import EDGE_SCHEMA
+from flowfence.learn.namespaces import (
     INVALID_NAME,
     NOT_SELECTED,
     discover_namespaces,

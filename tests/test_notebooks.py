@@ -17,7 +17,7 @@ import yaml
 from crd import validate_staged_policy
 from matplotlib import image
 
-from flowfence import edges, sources
+from flowfence.flows import edges, sources
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "fixtures" / "data" / "demo"

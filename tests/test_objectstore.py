@@ -12,9 +12,9 @@ import pytest
 import s3fs  # type: ignore[import-untyped]
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence import objectstore
-from flowfence.errors import ConfigError, FlowInputError, RuntimeFailure, StateError
-from flowfence.objectstore import PreconditionLost, S3Url
+from flowfence.core import objectstore
+from flowfence.core.errors import ConfigError, FlowInputError, RuntimeFailure, StateError
+from flowfence.core.objectstore import PreconditionLost, S3Url
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "fixtures" / "data" / "demo"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from flowfence.errors import PolicyError
-from flowfence.policies import PolicyKind, load_namespaces, load_policies, policy_set
-from flowfence.policy_rules import PortRange
+from flowfence.calico.policies import PolicyKind, load_namespaces, load_policies, policy_set
+from flowfence.calico.policy_rules import PortRange
+from flowfence.core.errors import PolicyError
 
 DATA = Path(__file__).parent / "policies"
 

@@ -27,10 +27,10 @@ import duckdb
 import pytest
 from ingest_export import goldmane_docs, raw_rows, stored_rows
 
-from flowfence import sources
-from flowfence.errors import ConfigError
-from flowfence.ingest import ingest
-from flowfence.receive import ReceiveConfig, Receiver
+from flowfence.core.errors import ConfigError
+from flowfence.flows import sources
+from flowfence.ingest.convert import ingest
+from flowfence.ingest.receive import ReceiveConfig, Receiver
 
 DATA = Path(__file__).resolve().parent / "ingest_data"
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "demo"
@@ -259,7 +259,7 @@ def test_tls_with_client_certificates(pki: Path, tmp_path: Path) -> None:
 def test_sigterm_lets_the_batch_in_flight_finish(tmp_path: Path) -> None:
     env = {**os.environ, "FLOWFENCE_RECEIVE_TOKEN": TOKEN}
     store = tmp_path / "store"
-    cmd = [sys.executable, "-m", "flowfence.cli", "receive", "--store", str(store),
+    cmd = [sys.executable, "-m", "flowfence.cli.app", "receive", "--store", str(store),
            "--listen", "127.0.0.1:0"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from test_rules import BASE, T0, build, edge, ingress, to_net, to_ns
 
-from flowfence import render, rules
-from flowfence.config import Settings
-from flowfence.model import Evidence, Recommendation, Rule
+from flowfence.config.settings import Settings
+from flowfence.learn import rules
+from flowfence.learn.model import Evidence, Recommendation, Rule
+from flowfence.render import manifests as render
 
 
 def sample_rows() -> list[dict[str, Any]]:

@@ -11,12 +11,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from flowfence import edges, replay, replay_render, sources
-from flowfence.cli import main
-from flowfence.errors import ConfigError
-from flowfence.evaluate import Edge, Evaluator
-from flowfence.hits import parse_hit
-from flowfence.policies import load_namespaces, load_policies, policy_set
+from flowfence.calico.evaluate import Edge, Evaluator
+from flowfence.calico.hits import parse_hit
+from flowfence.calico.policies import load_namespaces, load_policies, policy_set
+from flowfence.cli.app import main
+from flowfence.core.errors import ConfigError
+from flowfence.flows import edges, sources
+from flowfence.replay import audit as replay
+from flowfence.replay import render as replay_render
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "data" / "demo"

@@ -7,9 +7,10 @@ from typing import Any
 
 from test_changes import enforced, files, rec, rule, shop_rules
 
-from flowfence import changes, report_md
-from flowfence import report as rpt
-from flowfence.model import PUBLIC_FALLBACK, PortRange, Recommendation
+from flowfence.learn.model import PUBLIC_FALLBACK, PortRange, Recommendation
+from flowfence.report import markdown as report_md
+from flowfence.report import model as rpt
+from flowfence.review import changes
 
 
 def md_namespace(

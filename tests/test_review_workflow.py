@@ -33,7 +33,7 @@ from test_state_support import (
     write_hour,
 )
 
-from flowfence import state
+from flowfence.state import tables as state
 
 Cli = Callable[[Sequence[object]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence import cidr, fold, rules
-from flowfence.config import Settings
-from flowfence.edges import EDGE_SCHEMA
-from flowfence.model import (
+from flowfence.calico import cidr
+from flowfence.config.settings import Settings
+from flowfence.flows.edges import EDGE_SCHEMA
+from flowfence.learn import fold, rules
+from flowfence.learn.model import (
     ANY_PORT,
     ENTERPRISE_SELECTOR,
     PRIVATE_FALLBACK,

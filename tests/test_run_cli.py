@@ -1,4 +1,4 @@
-"""`flowfence run` end to end through `flowfence.cli.main`: exit codes and messages, stdout and
+"""`flowfence run` end to end through `flowfence.cli.app.main`: exit codes and messages, stdout and
 stderr, idempotent output, and scenarios built from small raw flow logs: each exclusion path,
 each peer kind, maxRules folding and hostile input."""
 
@@ -14,8 +14,8 @@ import yaml
 from conftest import FLOW_NOW, CliResult, FlowLog
 from crd import validate_staged_policy
 
-from flowfence.evaluate import Edge, Endpoint, Evaluator
-from flowfence.policies import load_policies
+from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
+from flowfence.calico.policies import load_policies
 
 Runner = Callable[[Sequence[str]], CliResult]
 

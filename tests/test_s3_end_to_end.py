@@ -1,5 +1,5 @@
 """The whole job against a local S3 server (moto on 127.0.0.1): flow logs and state in the
-bucket, through `flowfence.cli.main`, compared with the same run on local disk; an incremental
+bucket, through `flowfence.cli.app.main`, compared with the same run on local disk; an incremental
 second run; two writers racing for the state manifest."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from conftest import CliResult, DemoInputs
 from ingest_export import enterprise_docs, raw_rows, write_lines
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence import checkpoints, cli, objectstore, state
+from flowfence.cli import app as cli
+from flowfence.core import checkpoints, objectstore
+from flowfence.state import tables as state
 
 Runner = Callable[[Sequence[str]], CliResult]
 LATER = "2026-11-03T00:00:00Z"

@@ -11,8 +11,8 @@ import pytest
 from conftest import CliResult
 from test_state_support import T0, report, run_args, scope_file, stamp, statuses
 
-from flowfence.fixtures_gen import generate
-from flowfence.schedule import detect, detect_all
+from flowfence.fixtures.generate import generate
+from flowfence.state.rhythm import detect, detect_all
 
 RunCli = Callable[[Sequence[str]], CliResult]
 MONDAY = datetime(2026, 10, 5)  # a Monday

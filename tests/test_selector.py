@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence.errors import ExitCode, PolicyError
-from flowfence.selector import Selector, SelectorError, parse, quote
-from flowfence.selector_ast import (
+from flowfence.calico.selector import Selector, SelectorError, parse, quote
+from flowfence.calico.selector_ast import (
     All,
     And,
     Compare,
@@ -25,7 +24,8 @@ from flowfence.selector_ast import (
     Or,
     ValueOp,
 )
-from flowfence.selector_parse import MAX_NESTING
+from flowfence.calico.selector_parse import MAX_NESTING
+from flowfence.core.errors import ExitCode, PolicyError
 
 NS = "projectcalico.org/namespace"
 

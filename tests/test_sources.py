@@ -14,10 +14,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from flowfence import sql
-from flowfence.encodings import FLOWS_SCHEMA
-from flowfence.errors import ExitCode, FlowInputError
-from flowfence.sources import (
+from flowfence.core import sql
+from flowfence.core.errors import ExitCode, FlowInputError
+from flowfence.flows.encodings import FLOWS_SCHEMA
+from flowfence.flows.sources import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     FlowSource,

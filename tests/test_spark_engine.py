@@ -18,22 +18,14 @@ import pytest
 from polars.testing import assert_frame_equal
 from pyspark.sql import SparkSession
 
-from flowfence import (
-    cli,
-    edges,
-    encodings,
-    exclude,
-    lifecycle,
-    namespaces,
-    render,
-    rules,
-    sources,
-    spark_engine,
-    spark_sql,
-    validate,
-)
-from flowfence.config import Settings
-from flowfence.errors import FlowInputError
+from flowfence.calico import names as validate
+from flowfence.cli import app as cli
+from flowfence.config.settings import Settings
+from flowfence.core.errors import FlowInputError
+from flowfence.flows import edges, encodings, sources, spark_engine, spark_sql
+from flowfence.learn import exclude, namespaces, rules
+from flowfence.render import manifests as render
+from flowfence.state import lifecycle
 
 # One JVM for the module: with `pytest -n 2 --dist loadgroup` every test here runs in one worker
 # (plain `--dist load` would start a Spark session in each worker that gets one of them).

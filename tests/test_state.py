@@ -14,8 +14,8 @@ import pytest
 from conftest import CliResult
 from test_state_support import T0, run_args, steady, tree
 
-from flowfence import state
-from flowfence.errors import StateError
+from flowfence.core.errors import StateError
+from flowfence.state import tables as state
 
 RunCli = Callable[[Sequence[str]], CliResult]
 NOW = T0 + timedelta(hours=6)

@@ -12,9 +12,11 @@ import polars as pl
 import pytest
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence import objectstore, state, state_store
-from flowfence.errors import ConfigError, StateError
-from flowfence.state_store import StateConflict
+from flowfence.core import objectstore
+from flowfence.core.errors import ConfigError, StateError
+from flowfence.state import store as state_store
+from flowfence.state import tables as state
+from flowfence.state.store import StateConflict
 
 T0 = datetime(2026, 11, 1)
 

@@ -136,7 +136,7 @@ def outputs(out: Path) -> dict[str, bytes]:
 def spawn(args: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
     """`flowfence <args>` in a new process (its own session, so signals reach only it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "flowfence.cli", *args],
+        [sys.executable, "-m", "flowfence.cli.app", *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,

@@ -11,10 +11,11 @@ import pytest
 from ingest_export import enterprise_docs, raw_rows, write_lines
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence import objectstore, store_s3
-from flowfence.errors import BadInput
-from flowfence.ingest import ingest
-from flowfence.store_s3 import StoreLocked
+from flowfence.core import objectstore
+from flowfence.core.errors import BadInput
+from flowfence.ingest import store_s3
+from flowfence.ingest.convert import ingest
+from flowfence.ingest.store_s3 import StoreLocked
 
 REPO = Path(__file__).resolve().parents[1]
 HOURS = REPO / "fixtures" / "data" / "demo" / "date=2026-11-01"

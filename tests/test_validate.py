@@ -10,9 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence.edges import EDGE_SCHEMA
-from flowfence.selector import parse
-from flowfence.validate import (
+from flowfence.calico.names import (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     LABEL_KEY,
@@ -29,6 +27,8 @@ from flowfence.validate import (
     sample,
     screen,
 )
+from flowfence.calico.selector import parse
+from flowfence.flows.edges import EDGE_SCHEMA
 
 BASE: dict[str, Any] = {
     "reporter": "src",

@@ -29,7 +29,7 @@ def test_installed_wheel_finds_sql(tmp_path: Path) -> None:
     _run(py, "-m", "pip", "install", "-q", "-c", REPO / "constraints.txt", wheels[0])
     # Run from a directory without the checkout so only the installed package can answer.
     probe = (
-        "import flowfence.sql as s, pathlib; d = s.sql_dir();"
+        "import flowfence.core.sql as s, pathlib; d = s.sql_dir();"
         "assert 'site-packages' in str(d), d;"
         "assert 'state_edges' in s.names(), s.names();"
         "print(sorted(p.name for p in d.glob('*.sql')))"

@@ -1,1 +1,0 @@
-"""One thin module per subcommand, each exposing `register(app)`."""

@@ -1,0 +1,1 @@
+"""Configuration: a Calico PolicyRecommendationScope plus flowfence's own settings file."""

@@ -1,0 +1,346 @@
+"""Binds Calico flow-log Parquet into a DuckDB connection as the normalised view `flows`.
+
+This module owns the input contract (docs/flow-contract.md): which columns must be there,
+which encodings are accepted (encodings.py picks the SQL fragment per Parquet type) and what
+bad input looks like. Every problem with the input is reported as one FlowInputError naming
+the path and the column, never as a DuckDB traceback.
+
+Pruning happens in Python on `date=YYYY-MM-DD/hour=HH` directory names, so DuckDB is handed
+an explicit file list and no path is ever written into SQL text. An `s3://bucket/prefix`
+location is listed by objectstore.py and read through its s3fs filesystem, registered with the
+connection (no httpfs download).
+
+The view is pre-aggregated (encodings.grouping): raw rows in the window are grouped on their
+raw key columns and UTC hour, the normalising fragments run once per group, and the column
+`rows` says how many raw rows a view row stands for (count them as sum(rows)). Binding reads
+the files once into a temporary table, a few rows per edge and hour, which every query after
+it reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from flowfence.core import objectstore
+from flowfence.core.errors import FlowInputError
+from flowfence.flows import encodings
+
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(encodings.REQUIRED)
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(encodings.OPTIONAL)
+
+_VIEW = re.compile(r"[a-z_]+")
+_GLOB = re.compile(r"([\[*?])")
+_LISTED = 3  # files named in a message before "and N more"
+
+
+@dataclass(frozen=True)
+class FlowSource:
+    """What bind_flows bound.
+
+    files: the Parquet files the view reads (after time pruning, without zero-row files),
+    sorted. hive: True when the input was a date=YYYY-MM-DD[/hour=HH] tree. columns: the
+    contract columns (required and optional) found in at least one of those files.
+    """
+
+    files: tuple[str, ...]
+    hive: bool
+    columns: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One Parquet file and, when it sits in a hive partition, the UTC span that covers."""
+
+    path: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def bind_flows(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    view: str = "flows",
+) -> FlowSource:
+    """Bind the flow logs at `path` as temporary view `view`, rows in [since, until) only.
+
+    A raw row is in the window when end_time >= since and start_time < until. The view holds
+    one row per distinct raw key and UTC hour of start_time (see the module docstring). Raises
+    FlowInputError for input that breaks the contract; an empty window is an empty view.
+    """
+    if not _VIEW.fullmatch(view):
+        raise ValueError(f"bad view name {view!r}")
+    lo, hi = _utc(since, "since"), _utc(until, "until")
+    remote = objectstore.is_url(str(path))
+    parts, hive = _remote_parts(str(path)) if remote else _list_parts(Path(path))
+    kept = [p.path for p in parts if _overlaps(p, lo, hi)]
+    _open_store(con, kept)
+    rows = _row_counts(con, kept)
+    if lo is None and hi is None and kept and sum(rows.values()) == 0:
+        raise FlowInputError(f"flow logs: {path}: the Parquet files hold no rows")
+    files = sorted(f for f in kept if rows[f] > 0)
+    groups, found = _plan_files(con, files)
+    _bind(con, view, _relation(con, groups, _Window(lo, hi)))
+    return FlowSource(files=tuple(files), hive=hive, columns=frozenset(found))
+
+
+def _utc(moment: datetime | None, name: str) -> datetime | None:
+    """A naive UTC datetime, so DuckDB compares TIMESTAMP with TIMESTAMP, not TIMESTAMPTZ."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _list_parts(root: Path) -> tuple[list[_Part], bool]:
+    if not root.exists():
+        raise FlowInputError(f"flow logs: {root}: no such file or directory")
+    if root.is_file():
+        return [_Part(str(root.absolute()))], False
+    parts = []
+    top = root.absolute()
+    for file in sorted(top.rglob("*.parquet")):
+        relative = file.relative_to(top).parts
+        # Spark and Hadoop leave _temporary/ and .crc siblings; they are never flow data.
+        if not file.is_file() or any(p.startswith((".", "_")) for p in relative):
+            continue
+        # The whole path counts, so pointing at .../date=2024-01-01 still prunes by hour.
+        parts.append(_partition(file, file.parent.parts))
+    if not parts:
+        raise FlowInputError(f"flow logs: {root}: no Parquet files (*.parquet) found")
+    return parts, any(p.start is not None for p in parts)
+
+
+def _remote_files(url: str) -> tuple[tuple[FileInfo, ...], bool]:
+    """`list_files` for an `s3://` location: objectstore.py lists and reads the partitions."""
+    root = objectstore.parse(url)
+    out = []
+    for obj in objectstore.list_parquet(objectstore.filesystem(), root):
+        unit = (obj.rel.rpartition("/")[0] or ".") if obj.start is not None else obj.rel
+        out.append(FileInfo(obj.url, obj.rel, unit, obj.start, obj.end, obj.size, obj.mtime_ns))
+    return tuple(out), any(f.start is not None for f in out)
+
+
+def _remote_parts(url: str) -> tuple[list[_Part], bool]:
+    files, hive = _remote_files(url)
+    return [_Part(f.path, f.start, f.end) for f in files], hive
+
+
+def _open_store(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
+    """Let DuckDB read `s3://` files through objectstore's s3fs (httpfs needs a download)."""
+    if any(objectstore.is_url(f) for f in files):
+        objectstore.register(con, objectstore.filesystem())
+
+
+def _partition(file: Path, dirs: Sequence[str]) -> _Part:
+    """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
+    try:
+        span = objectstore.hive_span("/".join([*dirs, file.name]))
+    except ValueError as exc:
+        raise FlowInputError(f"flow logs: {file.parent}: {exc}") from None
+    return _Part(str(file)) if span is None else _Part(str(file), *span)
+
+
+def _overlaps(part: _Part, lo: datetime | None, hi: datetime | None) -> bool:
+    """Partitions hold rows by start_time; keep those whose span meets [lo, hi)."""
+    if part.start is None or part.end is None:
+        return True
+    return (hi is None or part.start < hi) and (lo is None or part.end > lo)
+
+
+def _pattern(file: str) -> str:
+    """DuckDB treats every listed path as a glob; bracket the metacharacters to match literally."""
+    return _GLOB.sub(r"[\1]", file)
+
+
+def _unreadable(file: str, exc: duckdb.Error) -> FlowInputError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return FlowInputError(f"flow logs: {file}: not a readable Parquet file ({reason})")
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection, files: list[str]) -> dict[str, int]:
+    """Rows per file from the Parquet footers, one query; per file only to name a bad one."""
+    if not files:
+        return {}
+    query = "SELECT file_name, num_rows FROM parquet_file_metadata($files)"
+    try:
+        found = con.sql(query, params={"files": [_pattern(f) for f in files]}).fetchall()
+    except duckdb.Error:
+        for file in files:
+            try:
+                con.sql(query, params={"files": [_pattern(file)]}).fetchall()
+            except duckdb.Error as exc:
+                raise _unreadable(file, exc) from None
+        raise
+    counts = {str(name): int(rows) for name, rows in found}
+    return {f: counts.get(f, 0) for f in files}
+
+
+def _plan_files(
+    con: duckdb.DuckDBPyConnection, files: list[str]
+) -> tuple[dict[tuple[encodings.Plan, tuple[str, ...]], list[str]], set[str]]:
+    """Group files by normalisation plan (and exact input types, so a group reads as one)."""
+    contract = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
+    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]] = {}
+    found: set[str] = set()
+    lacking: dict[str, list[str]] = {}
+    for file in files:
+        try:
+            rel = con.read_parquet(_pattern(file), hive_partitioning=False)
+            types = {c: t for c, t in zip(rel.columns, rel.types, strict=True) if c in contract}
+        except duckdb.Error as exc:
+            raise _unreadable(file, exc) from None
+        found |= types.keys()
+        missing = [c for c in REQUIRED_COLUMNS if c not in types]
+        if missing:
+            lacking[file] = missing
+            continue
+        try:
+            steps = encodings.plan(types)
+        except encodings.WrongType as exc:
+            raise FlowInputError(f"flow logs: {file}: {exc}") from None
+        used = tuple(str(types[c]) for _, _, c in steps if c is not None)
+        groups.setdefault((steps, used), []).append(file)
+    if lacking:
+        raise _missing(lacking)
+    return groups, found
+
+
+def _missing(lacking: dict[str, list[str]]) -> FlowInputError:
+    columns = sorted({c for cols in lacking.values() for c in cols}, key=REQUIRED_COLUMNS.index)
+    named = list(lacking)[:_LISTED]
+    more = len(lacking) - len(named)
+    where = ", ".join(named) + (f" and {more} more file(s)" if more else "")
+    label = "column" if len(columns) == 1 else "columns"
+    return FlowInputError(f"flow logs: missing required {label} {', '.join(columns)} in {where}")
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The rows a view holds: end_time >= lo, start_time < hi, end_time < end_before (naive
+    UTC, None for an open end). Applied to raw rows, before they are grouped."""
+
+    lo: datetime | None = None
+    hi: datetime | None = None
+    end_before: datetime | None = None
+
+
+def _bind(con: duckdb.DuckDBPyConnection, view: str, rel: duckdb.DuckDBPyRelation) -> None:
+    """Materialise `rel` (the pre-aggregated rows, a few per edge and hour) as a temporary
+    table and bind it as `view`: the files are read once, however many queries follow. A
+    large table spills to DuckDB's temp_directory like any other."""
+    staged, table = f"flowfence_{view}_staged", f"flowfence_{view}"
+    con.register(staged, rel)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {staged}")
+    finally:
+        con.unregister(staged)
+    con.register(view, con.table(table))
+
+
+def _relation(
+    con: duckdb.DuckDBPyConnection,
+    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
+    window: _Window,
+) -> duckdb.DuckDBPyRelation:
+    """The view over all file groups: per group, the window filter on raw rows, then the
+    pre-aggregation of encodings.grouping (raw keys and hour), then the normalising fragments
+    once per group."""
+    rel: duckdb.DuckDBPyRelation | None = None
+    start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
+    for (steps, _), files in groups.items():
+        plan = encodings.grouping(steps)
+        part = con.read_parquet([_pattern(f) for f in files], hive_partitioning=False)
+        part = part.select(*plan.rows)
+        if window.lo is not None:
+            part = part.filter(end >= duckdb.ConstantExpression(window.lo))
+        if window.hi is not None:
+            part = part.filter(start < duckdb.ConstantExpression(window.hi))
+        if window.end_before is not None:
+            part = part.filter(end < duckdb.ConstantExpression(window.end_before))
+        keys = ", ".join(f'"{k}"' for k in plan.keys)
+        part = part.aggregate(list(plan.measures), keys).select(*plan.view)
+        rel = part if rel is None else rel.union(part)
+    if rel is None:
+        rel = con.sql(encodings.sections()["empty"])
+    got = tuple(zip(rel.columns, map(str, rel.types), strict=True))
+    if got != encodings.FLOWS_SCHEMA:
+        raise AssertionError(f"flows_normalise.sql drifted from FLOWS_SCHEMA: {got}")
+    return rel
+
+
+# ---- incremental runs: list the files with their partition span, bind an explicit list ----
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One flow-log file as the incremental planner sees it.
+
+    rel: the path relative to the listed root ('/'-separated; the file name for a single
+    file). unit: what is sealed as a whole, the partition directory for hive files
+    (`date=YYYY-MM-DD/hour=HH`, relative) or the file itself otherwise. start/end: the UTC
+    span (naive) of the partition, None outside a hive tree.
+    """
+
+    path: str
+    rel: str
+    unit: str
+    start: datetime | None
+    end: datetime | None
+    size: int
+    mtime_ns: int
+
+
+def list_files(path: str | Path) -> tuple[tuple[FileInfo, ...], bool]:
+    """Every flow-log file under `path` with its partition span, size and mtime, sorted by
+    relative path, and whether the input is a hive tree. Same errors as `bind_flows`."""
+    if objectstore.is_url(str(path)):
+        return _remote_files(str(path))
+    root = Path(path)
+    parts, hive = _list_parts(root)
+    base = root.absolute() if root.is_dir() else root.absolute().parent
+    out = []
+    for part in parts:
+        file = Path(part.path)
+        rel = file.relative_to(base).as_posix()
+        stat = file.stat()
+        unit = file.parent.relative_to(base).as_posix() if part.start is not None else rel
+        out.append(
+            FileInfo(part.path, rel, unit, part.start, part.end, stat.st_size, stat.st_mtime_ns)
+        )
+    return tuple(sorted(out, key=lambda f: f.rel)), hive
+
+
+def bind_files(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[str],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    end_before: datetime | None = None,
+    view: str = "flows",
+) -> FlowSource:
+    """Bind exactly `files` (absolute paths, e.g. from `list_files`) as view `view`, rows in
+    [since, until) only, like `bind_flows` but without listing or pruning. `end_before`: only
+    rows with end_time < end_before (a backfill reads the rows a previous read left out). No
+    files, or files without rows, give an empty view."""
+    if not _VIEW.fullmatch(view):
+        raise ValueError(f"bad view name {view!r}")
+    lo, hi = _utc(since, "since"), _utc(until, "until")
+    wanted = sorted(set(files))
+    _open_store(con, wanted)
+    rows = _row_counts(con, wanted)
+    kept = [f for f in wanted if rows[f] > 0]
+    groups, found = _plan_files(con, kept)
+    window = _Window(lo, hi, _utc(end_before, "end_before"))
+    _bind(con, view, _relation(con, groups, window))
+    return FlowSource(files=tuple(kept), hive=False, columns=frozenset(found))

@@ -1,0 +1,354 @@
+"""`flowfence ingest`: Calico flow logs as Calico writes them -> the partitioned Parquet store.
+
+Inputs are JSON lines, plain or gzip: Calico Enterprise / Cloud flow logs (`flows.log`, or
+Elasticsearch / Linseed `_source` exports; ingest_enterprise.py) and Goldmane NDJSON from its
+push emitter (ingest_goldmane.py). `--format auto` decides per line: an object with a `Key` is
+a Goldmane flow, anything else an Enterprise flow log.
+
+Each file is read twice, both times streaming. A scan (ingest_scan.py) hashes it (sha256) and
+finds where its last complete line ends. Then a whole Enterprise file in Felix's shape goes
+through DuckDB in one COPY (ingest_fast.py); any other file, or one the fast path refuses (a
+malformed line, another shape), is parsed line by line, `CHUNK_ROWS` rows per COPY. Either
+way the rows land in staging with bounded memory, and the store (ingest_store.py) commits them
+together with the file's manifest entry, so:
+
+- a file whose checksum is in the manifest is skipped: ingesting twice adds nothing;
+- a plain file that grew (Felix appends to `flows.log`, then rotates it to `flows.log.1`)
+  is recognised by the checksum of its first bytes, and only the new lines are read;
+- an unterminated last line that does not parse is left for the next run (Felix may be
+  writing it), and reported as pending bytes.
+
+Malformed lines are counted, the first few reported with file and line number, and the rest
+of the file is ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import duckdb
+
+from flowfence.core.errors import BadInput
+from flowfence.ingest import fast as ingest_fast
+from flowfence.ingest import scan as ingest_scan
+from flowfence.ingest.enterprise import enterprise_row
+from flowfence.ingest.goldmane import goldmane_row
+from flowfence.ingest.rows import LineError, Row, RowBuffer
+from flowfence.ingest.store import CompactResult, Entry, Store
+
+Format = Literal["auto", "enterprise", "goldmane"]
+FORMATS: tuple[str, ...] = get_args(Format)
+Status = Literal["ingested", "appended", "skipped", "failed"]
+Parser = Literal["duckdb", "python"]  # which path read a file: ingest_fast.py or line by line
+
+CHUNK_ROWS = 100_000
+SAMPLES = 5
+# The fast path's read_json needs about 200 MB per thread. With two threads, 512 MB and
+# partitioned writes flushed every 32,768 rows (DuckDB buffers 524,288 by default, and that
+# buffer grows with the file), one process stays near 500 MB resident whatever the input
+# size (bench/INGEST.md).
+DUCKDB_MEMORY_LIMIT = "512MB"
+DUCKDB_THREADS = 2
+DUCKDB_FLUSH_ROWS = 32_768
+
+
+@dataclass(frozen=True)
+class Malformed:
+    source: str
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: str
+    status: Status
+    lines: int = 0
+    rows: int = 0
+    malformed: int = 0
+    pending_bytes: int = 0
+    message: str = ""
+    parser: Parser | None = None
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    files: tuple[FileResult, ...]
+    samples: tuple[Malformed, ...]
+    compaction: CompactResult | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def malformed(self) -> int:
+        return sum(f.malformed for f in self.files)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+
+def parse_format(name: str) -> Format:
+    for fmt in get_args(Format):
+        if name == fmt:
+            return cast(Format, fmt)
+    raise BadInput(f"--format: {name!r} is not one of {', '.join(FORMATS)}")
+
+
+def row_parser(fmt: Format) -> Callable[[bytes], Row]:
+    """bytes of one line -> row; raises LineError (or ValueError for bad JSON / UTF-8)."""
+
+    def auto(line: bytes) -> Row:
+        doc = json.loads(line)
+        if isinstance(doc, dict) and ("Key" in doc or "key" in doc):
+            return goldmane_row(doc)
+        return enterprise_row(doc)
+
+    if fmt == "enterprise":
+        return lambda line: enterprise_row(json.loads(line))
+    if fmt == "goldmane":
+        return lambda line: goldmane_row(json.loads(line))
+    if fmt == "auto":
+        return auto
+    raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+@dataclass
+class Tally:
+    """One parse: lines read, rows written, malformed lines and the first of them."""
+
+    lines: int = 0
+    rows: int = 0
+    malformed: int = 0
+    samples: list[Malformed] = field(default_factory=list)
+
+
+def connect(store: Store) -> duckdb.DuckDBPyConnection:
+    """A DuckDB for the writes: bounded memory and threads, spilling into _ingest/tmp."""
+    con = duckdb.connect(
+        config={
+            "memory_limit": DUCKDB_MEMORY_LIMIT,
+            "threads": DUCKDB_THREADS,
+            "partitioned_write_flush_threshold": DUCKDB_FLUSH_ROWS,
+            "temp_directory": str(store.tmp),
+            "preserve_insertion_order": False,
+        }
+    )
+    # The progress bar writes to stdout, which carries only the summary. It cannot be set in
+    # the connect config once another in-memory database exists in the process.
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def write_lines(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    staging: Path,
+    sha256: str,
+    lines: Iterable[tuple[int, bytes]],
+    parse: Callable[[bytes], Row],
+    source: str,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    sample_room: int = SAMPLES,
+) -> Tally:
+    """Parse numbered lines into `staging`, one COPY per `chunk_rows` rows."""
+    tally = Tally()
+    buffer = RowBuffer()
+    chunk = 0
+
+    def flush() -> None:
+        nonlocal chunk
+        table = buffer.table()
+        con.register("ingest_chunk", table)
+        try:
+            store.write_chunk(con, staging, sha256, chunk)
+        finally:
+            con.unregister("ingest_chunk")
+        chunk += 1
+
+    for number, line in lines:
+        tally.lines += 1
+        if not line.strip():
+            continue
+        try:
+            buffer.append(parse(line))
+        except (ValueError, RecursionError) as exc:  # LineError, JSONDecodeError, UTF-8
+            tally.malformed += 1
+            if len(tally.samples) < sample_room:
+                tally.samples.append(Malformed(source, number, _reason(exc)))
+            continue
+        tally.rows += 1
+        if len(buffer) >= chunk_rows:
+            flush()
+    if len(buffer):
+        flush()
+    return tally
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, LineError):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"not JSON ({exc})"
+
+
+def now_text() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def ingest_file(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: Format,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    sample_room: int = SAMPLES,
+) -> tuple[FileResult, list[Malformed]]:
+    """Ingest one file (see the module doc); a file that cannot be read is a `failed` result."""
+    source = str(path)
+    try:
+        entries = store.entries()
+        found = ingest_scan.scan(path, entries)
+        if found.full in entries or found.sha256 in entries:
+            return FileResult(source, "skipped", pending_bytes=found.size - found.end), []
+        staging = store.new_staging()
+        try:
+            parser: Parser = "duckdb"
+            tally = _fast(store, con, path, fmt, found, staging)
+            if tally is None:
+                staging = store.new_staging()
+                offset = found.resume.size if found.resume else 0
+                first = found.resume.lines + 1 if found.resume else 1
+                lines = ingest_scan.numbered(path, found, offset, first)
+                tally = write_lines(
+                    store, con, staging, found.sha256, lines, row_parser(fmt), source,
+                    chunk_rows=chunk_rows, sample_room=sample_room,
+                )  # fmt: skip
+                parser = "python"
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except (OSError, EOFError) as exc:  # unreadable, or a gzip stream cut short
+        return FileResult(source, "failed", message=f"{type(exc).__name__}: {exc}"), []
+    earlier = found.resume.lines if found.resume else 0
+    entry = Entry(
+        sha256=found.sha256,
+        source=source,
+        head="" if found.gzip else found.head,
+        format="gzip" if found.gzip else "file",
+        size=found.end,
+        lines=earlier + tally.lines,
+        rows=tally.rows,
+        malformed=tally.malformed,
+        ingested_at=now_text(),
+    )
+    if not store.commit(staging, entry):
+        return FileResult(source, "skipped", pending_bytes=found.size - found.end), []
+    result = FileResult(
+        source,
+        "appended" if found.resume else "ingested",
+        lines=tally.lines,
+        rows=tally.rows,
+        malformed=tally.malformed,
+        pending_bytes=found.size - found.end,
+        parser=parser,
+    )
+    return result, tally.samples
+
+
+def _fast(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: Format,
+    found: ingest_scan.Scan,
+    staging: Path,
+) -> Tally | None:
+    """The whole file through DuckDB (ingest_fast.py), or None (staging discarded) when it is
+    not fast-path material: Goldmane lines, a malformed line, a tail to resume or to leave."""
+    if fmt == "goldmane" or found.resume is not None or found.end != found.size:
+        return None
+    try:
+        rows = ingest_fast.copy_enterprise(
+            con, path, compressed=found.gzip, staging=staging, sha256=found.sha256
+        )
+    except duckdb.Error:
+        rows = None
+    # A file that grew while DuckDB read it may have given rows past the scanned end.
+    if rows is None or path.stat().st_size != found.size:
+        shutil.rmtree(staging, ignore_errors=True)
+        return None
+    return Tally(lines=found.lines if not found.gzip else rows, rows=rows)
+
+
+def list_sources(sources: Sequence[Path]) -> list[Path]:
+    """Files as given; directories walked recursively, skipping hidden and `_` entries and
+    Parquet files (a store inside a source directory is not input)."""
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            for path in sorted(source.rglob("*")):
+                rel = path.relative_to(source).parts
+                hidden = any(p.startswith((".", "_")) for p in rel)
+                if path.is_file() and not hidden and path.suffix != ".parquet":
+                    files.append(path)
+        elif source.exists():
+            files.append(source)
+        else:
+            raise BadInput(f"ingest: {source}: no such file or directory")
+    return files
+
+
+def ingest(
+    sources: Sequence[Path],
+    store_root: Path,
+    *,
+    fmt: Format = "auto",
+    compact: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> IngestSummary:
+    """Ingest every source file into the store at `store_root`; see the module doc."""
+    row_parser(fmt)  # checks the format before anything is read
+    files = list_sources(sources)
+    store = Store(store_root)
+    results: list[FileResult] = []
+    samples: list[Malformed] = []
+    con = connect(store)
+    try:
+        with store.locked():
+            pass  # recovers what an interrupted writer left before anything is read
+        for path in files:
+            result, found = ingest_file(
+                store, con, path, fmt, chunk_rows=chunk_rows, sample_room=SAMPLES - len(samples)
+            )
+            results.append(result)
+            samples.extend(found)
+        compaction = store.compact(con) if compact else None
+    finally:
+        con.close()
+    return IngestSummary(tuple(results), tuple(samples), compaction)
+
+
+def summary_json(summary: IngestSummary) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "files": {s: summary.count(s) for s in get_args(Status)},
+        "rows": summary.rows,
+        "malformed": summary.malformed,
+        "malformed_samples": [vars(m) for m in summary.samples],
+        "sources": [vars(f) for f in summary.files],
+    }
+    if summary.compaction is not None:
+        out["compaction"] = vars(summary.compaction)
+    return out

@@ -1,0 +1,120 @@
+"""The first, streaming pass over an input file of `flowfence ingest`.
+
+It hashes the file (sha256), finds where its last complete line ends (an unterminated last
+line that does not parse is left for the next run: Felix may still be writing it), counts the
+lines, and recognises an earlier, shorter version of the same file in the manifest (Felix
+appends to `flows.log` and rotates it to `flows.log.1`): an entry whose first bytes hash the
+same and whose sha256 equals the hash of this file's prefix of that length. `numbered` then
+yields the lines to parse, from that prefix on, never past the end found here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from flowfence.ingest.store import Entry
+
+HEAD_BYTES = 4096  # the prefix whose checksum finds an earlier, shorter copy of a file
+MAX_TAIL = 1 << 20  # an unterminated last line longer than this is not tried as JSON
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Scan:
+    gzip: bool
+    size: int
+    end: int  # bytes consumed: through the last complete (or parseable) line
+    sha256: str  # of bytes [0, end)
+    full: str  # of the whole file
+    resume: Entry | None  # an earlier, shorter version of this file already ingested
+    head: str  # sha256 of the first min(HEAD_BYTES, end) bytes
+    lines: int  # lines in [0, end) (plain files; 0 for gzip)
+
+
+def scan(path: Path, entries: dict[str, Entry]) -> Scan:
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+        compressed = head[:2] == b"\x1f\x8b"
+        candidates = {} if compressed else _candidates(head, size, entries)
+        handle.seek(0)
+        digest = hashlib.sha256()
+        at_newline = digest.copy()
+        pos = last_newline = newlines = 0
+        prefixes: dict[int, str] = {}
+        stops = sorted(candidates)
+        while True:
+            block = handle.read(_BLOCK if not stops else min(_BLOCK, stops[0] - pos))
+            if not block:
+                break
+            cut = -1 if compressed else block.rfind(b"\n")
+            if cut >= 0:
+                newlines += block.count(b"\n")
+                digest.update(block[: cut + 1])
+                at_newline, last_newline = digest.copy(), pos + cut + 1
+                digest.update(block[cut + 1 :])
+            else:
+                digest.update(block)
+            pos += len(block)
+            while stops and pos == stops[0]:
+                prefixes[stops.pop(0)] = digest.copy().hexdigest()
+        size = pos
+        full = digest.hexdigest()
+        end, sha = size, full
+        if not compressed and last_newline < size and not _parses(handle, last_newline, size):
+            end, sha = last_newline, at_newline.hexdigest()
+    matches = [candidates[s] for s, h in prefixes.items() if candidates[s].sha256 == h]
+    resume = max(matches, key=lambda e: e.size) if matches else None
+    head_sha = hashlib.sha256(head[: min(HEAD_BYTES, end)]).hexdigest()
+    lines = 0 if compressed else newlines + (1 if end > last_newline else 0)
+    return Scan(compressed, size, end, sha, full, resume, head_sha, lines)
+
+
+def _candidates(head: bytes, size: int, entries: dict[str, Entry]) -> dict[int, Entry]:
+    """Entries of shorter inputs that start with the same bytes as this file, by size."""
+    found: dict[int, Entry] = {}
+    for entry in entries.values():
+        if entry.format != "file" or not 0 < entry.size < size:
+            continue
+        if hashlib.sha256(head[: min(HEAD_BYTES, entry.size)]).hexdigest() == entry.head:
+            found[entry.size] = entry
+    return found
+
+
+def _parses(handle: IO[bytes], start: int, end: int) -> bool:
+    if end - start > MAX_TAIL:
+        return False
+    handle.seek(start)
+    try:
+        json.loads(handle.read(end - start))
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def numbered(path: Path, scan: Scan, offset: int, first: int) -> Iterator[tuple[int, bytes]]:
+    if scan.gzip:
+        with gzip.open(path, "rb") as stream:
+            yield from enumerate(stream, start=first)
+        return
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        pos = offset
+        number = first
+        for line in handle:
+            if pos + len(line) > scan.end:
+                line = line[: scan.end - pos]
+            if not line:
+                break
+            yield number, line
+            number += 1
+            pos += len(line)
+            if pos >= scan.end:
+                break

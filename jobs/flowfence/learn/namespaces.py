@@ -1,0 +1,140 @@
+"""Which namespaces get a recommendation: discovery, namespace labels and the scope selector.
+
+Namespaces come from two places: the flows (namespaces of workload endpoints) and, optionally,
+a `kubectl get namespaces -o yaml` dump that supplies their labels. Each namespace is matched
+against `namespaceSpec.selector` with the labels Calico gives a namespace profile:
+`projectcalico.org/name` and `kubernetes.io/metadata.name` set to its name, plus the labels from
+the file. Without a file only the name labels exist, which is all the Calico Enterprise engine
+ever uses (it tests the selector against `{projectcalico.org/name: <ns>}` alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import polars as pl
+
+from flowfence.calico.names import is_dns1123_label, is_label_key, is_label_value, sample
+from flowfence.calico.selector import parse
+from flowfence.config.settings import Settings, load_documents
+from flowfence.core.errors import ConfigError
+
+NAME_LABELS = ("projectcalico.org/name", "kubernetes.io/metadata.name")
+NOT_SELECTED = "not selected by namespaceSpec.selector"
+INVALID_NAME = "invalid namespace name"
+
+NamespaceLabels = Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class NamespaceFile:
+    """Labels per namespace from a namespaces dump, and what was skipped and why."""
+
+    labels: NamespaceLabels
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SelectedNamespaces:
+    selected: tuple[str, ...]
+    excluded: tuple[tuple[str, str], ...]  # (name, reason), sorted by name
+    not_in_file: tuple[str, ...] = ()  # seen in flows, absent from the namespaces file
+
+
+def _items(doc: Any, where: str) -> list[Any]:
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: expected a Namespace or a List, got {type(doc).__name__}")
+    if doc.get("kind") in ("List", "NamespaceList"):
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise ConfigError(f"{where}: items must be a list")
+        return items
+    return [doc]
+
+
+def load_namespaces(path: Path) -> NamespaceFile:
+    """Read a v1 List of Namespaces, a single Namespace or several YAML documents.
+
+    Entries that are not Namespaces, bad names and bad labels are skipped and reported (a bad
+    label drops only that label); an unreadable or non-YAML file raises ConfigError."""
+    labels: dict[str, Mapping[str, str]] = {}
+    problems: list[str] = []
+    for doc in load_documents(path):
+        if doc is None:
+            continue
+        for n, item in enumerate(_items(doc, str(path))):
+            where = f"item {n}"
+            if not isinstance(item, Mapping) or item.get("kind") != "Namespace":
+                problems.append(f"{where}: not a Namespace, skipped")
+                continue
+            meta = item.get("metadata")
+            meta = meta if isinstance(meta, Mapping) else {}
+            name = meta.get("name")
+            if not isinstance(name, str) or not is_dns1123_label(name):
+                problems.append(f"{where}: {INVALID_NAME} {sample(name)}, skipped")
+                continue
+            if name in labels:
+                problems.append(f"namespace {name}: listed twice, later entry skipped")
+                continue
+            labels[name] = MappingProxyType(_labels(name, meta.get("labels"), problems))
+    return NamespaceFile(MappingProxyType(dict(sorted(labels.items()))), tuple(problems))
+
+
+def _labels(name: str, raw: Any, problems: list[str]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"namespace {name}: labels are not a mapping, ignored")
+        return {}
+    out = {}
+    for key, value in raw.items():
+        valid = isinstance(key, str) and isinstance(value, str)
+        if valid and is_label_key(key) and is_label_value(value):
+            out[key] = value
+            continue
+        problems.append(f"namespace {name}: invalid label {sample(key)}={sample(value)}, skipped")
+    return dict(sorted(out.items()))
+
+
+def namespace_labels(name: str, file_labels: NamespaceLabels | None = None) -> dict[str, str]:
+    """The labels a namespace's selector sees; the name labels always win over the file."""
+    labels = dict(file_labels.get(name, {})) if file_labels is not None else {}
+    labels.update(dict.fromkeys(NAME_LABELS, name))
+    return labels
+
+
+def discover_namespaces(edges: pl.DataFrame) -> list[str]:
+    """Distinct namespaces of the workload endpoints in the edges, sorted."""
+    found = pl.concat(
+        [
+            edges.filter(pl.col(f"{side}_type") == "wep").get_column(f"{side}_namespace")
+            for side in ("source", "dest")
+        ]
+    )
+    return sorted(found.drop_nulls().unique().to_list())
+
+
+def select_namespaces(
+    discovered: Iterable[str], file_labels: NamespaceLabels | None, settings: Settings
+) -> SelectedNamespaces:
+    """Apply `namespaceSpec.selector` to every namespace seen in the flows or in the file."""
+    selector = parse(settings.namespace_selector)
+    seen = set(discovered)
+    names = seen | set(file_labels or {})
+    selected: list[str] = []
+    excluded: list[tuple[str, str]] = []
+    for name in sorted(names):
+        if not is_dns1123_label(name):
+            excluded.append((sample(name), INVALID_NAME))
+        elif selector.matches(namespace_labels(name, file_labels)):
+            selected.append(name)
+        else:
+            excluded.append((name, NOT_SELECTED))
+    missing = sorted(
+        n for n in seen if file_labels is not None and n not in file_labels and is_dns1123_label(n)
+    )
+    return SelectedNamespaces(tuple(selected), tuple(excluded), tuple(missing))

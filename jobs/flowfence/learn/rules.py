@@ -1,0 +1,402 @@
+"""The rule builder: learnable edges in, one least-privilege `Recommendation` per namespace out.
+
+Classification follows the Calico Enterprise engine (`rules.go`) by the remote endpoint (the
+destination for egress, the source for ingress), with these deliberate departures:
+
+- Private and Public peers name the observed addresses (cidr.py) instead of all of RFC 1918 or
+  a port-only catch-all; a Public rule falls back to "any public address" (0.0.0.0/0 minus
+  non-public and cluster ranges, flagged `public-fallback`) only past `public_cidr_cap` or when
+  the flow logs aggregated the addresses away. Public addresses are never widened into a
+  covering prefix: that would admit unrelated third parties.
+- Address-like peers (domains, private and public addresses) are grouped by their exact port
+  set: every peer in a rule was seen on exactly that rule's ports, so no (peer, port) pair that
+  was never observed is allowed. Calico groups domains per single port; grouping per port set
+  with contiguous ports merged gives fewer rules for the same traffic.
+- Service rules carry no ports (the CRD rejects services with ports).
+- On flavor `calico` and `kubernetes` (no `domains` field) a domain rule names the observed
+  destination IPs and keeps the names for an annotation; on `kubernetes` there are no Service
+  rules: service traffic is treated by address like any public peer.
+
+`build` is pure: the grouping runs in Polars, Python only turns the final groups into rules.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import polars as pl
+
+from flowfence.calico import cidr
+from flowfence.learn import fold
+from flowfence.learn.model import (
+    ANY_PORT,
+    ENTERPRISE_SELECTOR,
+    OVER_CAP,
+    PORT_PROTOCOLS,
+    PRIVATE_FALLBACK,
+    PUBLIC_FALLBACK,
+    Action,
+    Direction,
+    Evidence,
+    NetSetRef,
+    Recommendation,
+    Rule,
+    RuleSettings,
+    Scope,
+    ServiceRef,
+    dns_label,
+    hostname,
+    label_key,
+    label_value,
+    merge_ports,
+    sort_rules,
+)
+
+UNSUPPORTED_PEERS = "unsupported-peers"
+
+# Calico's protocol spelling; other numbers pass through as text (the Rule checks 1-255).
+_PROTOCOLS = {
+    "tcp": "TCP",
+    "6": "TCP",
+    "udp": "UDP",
+    "17": "UDP",
+    "icmp": "ICMP",
+    "1": "ICMP",
+    "icmpv6": "ICMPv6",
+    "58": "ICMPv6",
+    "sctp": "SCTP",
+    "132": "SCTP",
+    "udplite": "UDPLite",
+    "136": "UDPLite",
+    "igmp": "2",
+    "ipip": "4",
+    "gre": "47",
+    "esp": "50",
+    "ah": "51",
+    "vrrp": "112",
+}
+# Labels Calico itself adds; only the set's own labels select it on open-source Calico too.
+_IMPLICIT_LABEL_PREFIX = "projectcalico.org/"
+_GROUP = ["namespace", "direction", "scope", "action", "protocol", "peer"]
+_EVIDENCE_COLUMNS = ["first_seen", "last_seen", "flows", "bytes", "days"]
+
+
+def _remote(edges: pl.DataFrame, settings: RuleSettings) -> pl.DataFrame:
+    """One row per edge with the remote endpoint's fields and the rule scope it maps to."""
+    egress = pl.col("direction") == "egress"
+
+    def pick(dest: str, source: str) -> pl.Expr:
+        return pl.when(egress).then(pl.col(dest)).otherwise(pl.col(source))
+
+    cluster = settings.cluster_domain.lower().strip(".")
+    domain = pl.element()
+    domains = (
+        pl.col("dest_domains")
+        .list.eval(domain.str.to_lowercase().str.strip_chars_end("."))
+        .list.filter(~(domain.str.ends_with("." + cluster) | (domain == cluster)))
+        .list.unique()
+        .list.sort()
+    )
+    proto = pl.col("proto").str.to_lowercase()
+    frame = edges.with_row_index("edge_id").select(
+        "edge_id",
+        "namespace",
+        "direction",
+        pick("dest_type", "source_type").alias("r_type"),
+        pick("dest_namespace", "source_namespace").alias("r_ns"),
+        pick("dest_name_aggr", "source_name_aggr").alias("r_name"),
+        pick("dest_ip", "source_ip").alias("r_ip"),
+        pick("dest_labels", "source_labels").alias("labels"),
+        proto.replace_strict(_PROTOCOLS, default=proto, return_dtype=pl.String).alias("protocol"),
+        pl.col("dest_port").cast(pl.Int64).alias("port"),
+        pl.when(egress).then(domains).otherwise(pl.lit([], pl.List(pl.String))).alias("domains"),
+        pl.when(egress).then(pl.col("dest_service_namespace")).alias("svc_ns"),
+        pl.when(egress).then(pl.col("dest_service_name")).alias("svc_name"),
+    )
+    enterprise = settings.flavor == "calico-enterprise"
+    net = pl.col("r_type") == "net"
+    public = net & (pl.col("r_name") == "pub")
+    scope = (
+        pl.when((pl.col("r_type") == "wep") & pl.col("r_ns").is_not_null())
+        .then(pl.lit("Namespace"))
+        .when((pl.col("r_type") == "ns") & pl.col("r_name").is_not_null())
+        .then(pl.lit("NetworkSet"))
+        .when(net & (pl.col("r_name") == "pvt"))
+        .then(pl.lit("Private"))
+        .when(
+            public
+            & (pl.col("domains").list.len() > 0)
+            & (pl.lit(enterprise) | pl.col("r_ip").is_not_null())
+        )
+        .then(pl.lit("Domains"))
+        .when(public & pl.col("svc_name").is_not_null() & pl.lit(settings.flavor != "kubernetes"))
+        .then(pl.lit("Service"))
+        .when(public)
+        .then(pl.lit("Public"))
+    )
+    intra = (pl.col("r_ns") == pl.col("namespace")) & pl.lit(settings.intra_namespace_pass)
+    has_ports = pl.col("protocol").is_in(sorted(PORT_PROTOCOLS))
+    frame = frame.with_columns(scope.alias("scope")).with_columns(
+        pl.when((pl.col("scope") == "Namespace") & intra)
+        .then(pl.lit("Pass"))
+        .otherwise(pl.lit("Allow"))
+        .alias("action"),
+        pl.when(has_ports).then(pl.col("port")).alias("port"),
+        (has_ports & pl.col("port").is_null()).alias("no_port"),
+        pl.when(pl.col("scope") == "Namespace")
+        .then(pl.col("r_ns"))
+        .when(pl.col("scope") == "NetworkSet")
+        .then(pl.concat_str(pl.col("r_ns").fill_null(""), pl.lit("/"), pl.col("r_name")))
+        .when(pl.col("scope") == "Service")
+        .then(pl.concat_str(pl.col("svc_ns").fill_null(""), pl.lit("/"), pl.col("svc_name")))
+        .otherwise(pl.lit(""))
+        .alias("peer"),
+        pl.when(pl.col("scope").is_in(["Private", "Public", "Domains"]))
+        .then(pl.col("r_ip"))
+        .alias("item"),
+    )
+    if enterprise:
+        # Enterprise domain rules are per domain name: one row per (edge, domain).
+        dom = pl.col("scope") == "Domains"
+        frame = pl.concat(
+            [
+                frame.filter(~dom | pl.col("scope").is_null()),
+                frame.filter(dom).with_columns(pl.col("domains").alias("item")).explode("item"),
+            ]
+        )
+    family = pl.when(pl.col("item").str.contains(":")).then(6).otherwise(4)
+    is_address = pl.col("scope").is_in(["Private", "Public"]) | (
+        (pl.col("scope") == "Domains") & pl.lit(not enterprise)
+    )
+    return frame.with_columns(
+        pl.when(is_address & pl.col("item").is_not_null()).then(family).alias("family"),
+        # Protocol 0 (or none) cannot be written in a Calico rule (1-255): unsupported.
+        pl.when(pl.col("protocol").is_not_null() & (pl.col("protocol") != "0"))
+        .then(pl.col("scope"))
+        .alias("scope"),
+    )
+
+
+def _groups(remote: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
+    """Final rule groups: per peer, then address-like peers grouped by identical port set."""
+    per_item = remote.group_by([*_GROUP, "item", "family"]).agg(
+        pl.col("port").drop_nulls().unique().sort().alias("ports"),
+        pl.col("no_port").any().alias("no_port"),
+        pl.col("edge_id").unique().alias("edge_ids"),
+        pl.col("labels"),
+        pl.col("domains").list.explode(keep_nulls=False, empty_as_null=False).unique(),
+    )
+    opts: dict[str, Any] = {"keep_nulls": False, "empty_as_null": False}
+    groups = (
+        per_item.group_by([*_GROUP, "family", "ports", "no_port"])
+        .agg(
+            pl.col("item").drop_nulls().unique().sort().alias("items"),
+            pl.col("item").is_null().any().alias("missing"),
+            pl.col("edge_ids").list.explode(**opts).unique().sort(),
+            pl.col("labels").list.explode(**opts),
+            pl.col("domains").list.explode(**opts).unique().sort(),
+        )
+        .sort([*_GROUP, "family", "ports", "no_port"], nulls_last=True)
+        .with_row_index("group_id")
+    )
+    measures = edges.with_row_index("edge_id").select("edge_id", *_EVIDENCE_COLUMNS)
+    evidence = (
+        groups.select("group_id", "edge_ids")
+        .explode("edge_ids")
+        .join(measures, left_on="edge_ids", right_on="edge_id")
+        .group_by("group_id")
+        .agg(
+            pl.col("first_seen").min(),
+            pl.col("last_seen").max(),
+            pl.col("flows").sum().cast(pl.Int64),
+            pl.col("bytes").sum().cast(pl.Int64),
+            pl.col("days").max(),
+            pl.len().alias("edges"),
+        )
+    )
+    return groups.join(evidence, on="group_id").sort("group_id")
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One row of `_groups`, typed."""
+
+    namespace: str
+    direction: Direction
+    scope: Scope
+    action: Action
+    protocol: str
+    peer: str
+    family: int | None
+    ports: tuple[int, ...]
+    no_port: bool
+    items: tuple[str, ...]
+    missing: bool
+    labels: tuple[tuple[str, ...], ...]
+    domains: tuple[str, ...]
+    evidence: Evidence
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _Group:
+        return cls(
+            namespace=row["namespace"],
+            direction=row["direction"],
+            scope=row["scope"],
+            action=row["action"],
+            protocol=row["protocol"],
+            peer=row["peer"],
+            family=row["family"],
+            ports=tuple(row["ports"]),
+            no_port=row["no_port"],
+            items=tuple(row["items"]),
+            missing=row["missing"],
+            labels=tuple(tuple(x) for x in row["labels"]),
+            domains=tuple(row["domains"]),
+            evidence=Evidence(
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                flows=row["flows"],
+                bytes=row["bytes"],
+                days=row["days"],
+                edges=row["edges"],
+            ),
+        )
+
+    def base(self, **fields: Any) -> Rule:
+        """A rule for this group; a port-bearing protocol seen without a port allows any port."""
+        any_port = self.no_port and self.scope != "Service"
+        flags = (ANY_PORT,) if any_port else ()
+        ports = () if self.no_port else merge_ports(self.ports)
+        note = "some flows had no destination port: any port is allowed" if any_port else ""
+        fields.setdefault("ports", ports)
+        fields["flags"] = tuple(sorted({*flags, *fields.get("flags", ())}))
+        fields["note"] = "; ".join(n for n in (fields.get("note", ""), note) if n)
+        return Rule(
+            direction=self.direction,
+            action=self.action,
+            scope=self.scope,
+            protocol=self.protocol,
+            evidence=self.evidence,
+            **fields,
+        )
+
+
+def _netset_labels(observations: Iterable[tuple[str, ...]]) -> tuple[tuple[str, str], ...]:
+    """The set's own labels seen on every flow to it (intersection), sorted; implicit ones out."""
+    common: set[str] | None = None
+    for labels in observations:
+        common = set(labels) if common is None else common & set(labels)
+    pairs = []
+    for text in sorted(common or ()):
+        key, sep, value = text.partition("=")
+        if sep and not key.startswith(_IMPLICIT_LABEL_PREFIX):
+            pairs.append((label_key(key), label_value(value)))
+    return tuple(pairs)
+
+
+def _peer_rule(group: _Group) -> Rule:
+    """Rules whose peer is a name: Namespace, NetworkSet, Service, enterprise Domains."""
+    if group.scope == "Namespace":
+        return group.base(namespaces=(dns_label(group.peer, "peer namespace"),))
+    if group.scope == "NetworkSet":
+        ns, _, name = group.peer.partition("/")
+        labels = _netset_labels(group.labels)
+        ref = NetSetRef(name=name, namespace=ns or None, labels=labels)
+        if labels:
+            return group.base(netset=ref)
+        note = "selected by Calico Enterprise's implicit name/kind labels (no own labels seen)"
+        return group.base(netset=ref, flags=(ENTERPRISE_SELECTOR,), note=note)
+    if group.scope == "Service":
+        ns, _, name = group.peer.partition("/")
+        return group.base(service=ServiceRef(namespace=ns or None, name=name), ports=())
+    return group.base(domains=tuple(sorted({hostname(d) for d in group.items})))
+
+
+def _address_rules(group: _Group, settings: RuleSettings) -> list[Rule]:
+    """Private rules and calico-flavor Domains rules (Public is decided per bucket)."""
+    if group.scope == "Domains":
+        domains = tuple(sorted({hostname(d) for d in group.domains}))
+        return [group.base(nets=cidr.collapse(group.items), domains=domains)]
+    rules = []
+    if group.items:
+        within = cidr.RFC1918 if group.family == 4 else cidr.PRIVATE_V6
+        nets = cidr.aggregate(group.items, settings.private_cidr_cap, within=within)
+        over = len(nets) > settings.private_cidr_cap
+        note = "observed addresses span more private ranges than the CIDR cap" if over else ""
+        rules.append(group.base(nets=nets, flags=(OVER_CAP,) if over else (), note=note))
+    if group.missing:
+        note = "flow logs had no private addresses: all of RFC 1918 is allowed"
+        rules.append(group.base(nets=cidr.RFC1918, flags=(PRIVATE_FALLBACK,), note=note))
+    return rules
+
+
+def _public_rules(groups: list[_Group], settings: RuleSettings) -> list[Rule]:
+    """Public rules of one (namespace, direction, protocol, family) bucket."""
+    addresses = cidr.collapse(a for g in groups for a in g.items)
+    missing = any(g.missing for g in groups)
+    if not missing and len(addresses) <= settings.public_cidr_cap:
+        return [g.base(nets=cidr.collapse(g.items)) for g in groups]
+    fam: cidr.Family = 6 if groups[0].family == 6 else 4
+    why = (
+        "flow logs had no public addresses"
+        if missing
+        else f"{len(addresses)} public addresses exceed the cap of {settings.public_cidr_cap}"
+    )
+    head = groups[0]
+    evidence = head.evidence
+    for g in groups[1:]:
+        evidence = evidence.merge(g.evidence)
+    no_port = any(g.no_port for g in groups)
+    ports = tuple(sorted({p for g in groups for p in g.ports}))
+    merged = replace(head, no_port=no_port, ports=ports, evidence=evidence)
+    note = f"{why}: any public {'IPv6' if fam == 6 else 'IPv4'} address is allowed"
+    return [
+        merged.base(
+            nets=(cidr.ANY[fam],),
+            not_nets=cidr.exclusions(fam, settings.cluster_cidrs),
+            flags=(PUBLIC_FALLBACK,),
+            note=note,
+        )
+    ]
+
+
+def build(
+    edges: pl.DataFrame, namespaces: Sequence[str], settings: RuleSettings
+) -> dict[str, Recommendation]:
+    """One Recommendation per requested namespace (empty when it has no learnable edges).
+
+    `edges` has the EDGE_SCHEMA columns plus `direction` and `namespace`. Raises ValueError
+    when a string that would reach a rule is not a valid name, label, domain or address.
+    """
+    wanted = sorted({dns_label(ns, "namespace") for ns in namespaces})
+    edges = edges.filter(pl.col("namespace").is_in(wanted))
+    remote = _remote(edges, settings)
+    unsupported = set(remote.filter(pl.col("scope").is_null())["namespace"].to_list())
+    rows = _groups(remote.filter(pl.col("scope").is_not_null()), edges)
+    by_ns: dict[str, list[Rule]] = defaultdict(list)
+    public: dict[tuple[str, str, str, str, int], list[_Group]] = defaultdict(list)
+    for row in rows.iter_rows(named=True):
+        group = _Group.of(row)
+        if group.scope == "Public":
+            key = (group.namespace, group.direction, group.action, group.protocol)
+            public[(*key, group.family or 4)].append(group)
+        elif group.scope == "Private" or (group.scope == "Domains" and group.family):
+            by_ns[group.namespace].extend(_address_rules(group, settings))
+        else:
+            by_ns[group.namespace].append(_peer_rule(group))
+    for (ns, *_), groups in sorted(public.items()):
+        by_ns[ns].extend(_public_rules(groups, settings))
+    out: dict[str, Recommendation] = {}
+    for ns in wanted:
+        rules = by_ns.get(ns, [])
+        rec = Recommendation(
+            namespace=ns,
+            egress=sort_rules(r for r in rules if r.direction == "egress"),
+            ingress=sort_rules(r for r in rules if r.direction == "ingress"),
+            flags=(UNSUPPORTED_PEERS,) if ns in unsupported else (),
+        )
+        out[ns] = fold.fit(rec, settings)
+    return out

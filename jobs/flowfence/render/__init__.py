@@ -1,0 +1,1 @@
+"""Manifests from recommendations, deterministic to the byte, one module per flavor."""

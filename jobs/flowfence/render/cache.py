@@ -1,0 +1,68 @@
+"""Rendering with a cache: a policy document that did not change since the last run is not
+turned into YAML again (PyYAML's pure-Python emitter is most of a small incremental run).
+
+The state's `manifests` table keeps, per file written, a key of its document (with the
+flowfence version, so an upgrade renders again) and the SHA-256 of its bytes. A document with
+the same key whose file still holds exactly those bytes is reused; anything else (a new
+document, a file edited by hand or missing) is rendered. The output is byte-identical to
+`render.render`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from flowfence import __version__
+from flowfence.learn.model import Recommendation, RuleSettings
+from flowfence.render.manifests import documents, dump
+from flowfence.state import tables as state
+
+Cached = Callable[[str], bytes | None]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def render(
+    recs: Mapping[str, Recommendation],
+    settings: RuleSettings,
+    statuses: Mapping[str, tuple[str, datetime]],
+    previous: pl.DataFrame,
+    cached: Cached | None,
+) -> tuple[dict[str, bytes], pl.DataFrame]:
+    """`render.render`, reusing the bytes written last time for a document that did not change
+    (same key, file on disk still holding exactly those bytes), and the new manifests table."""
+    known = {r["file"]: (r["doc_key"], r["sha256"]) for r in previous.iter_rows(named=True)}
+    files: dict[str, bytes] = {}
+    rows = []
+    for name, doc in sorted(documents(recs, settings, statuses=statuses).items()):
+        rel = f"policies/{name}"
+        text = json.dumps([__version__, doc], sort_keys=True, default=str)
+        key = _sha(text.encode())
+        data = None
+        if cached is not None and known.get(rel, ("", ""))[0] == key:
+            data = cached(rel)
+            if data is not None and _sha(data) != known[rel][1]:
+                data = None  # edited or torn: write it again
+        files[rel] = data if data is not None else dump(doc)
+        rows.append((rel, key, _sha(files[rel])))
+    return files, pl.DataFrame(rows, schema=state.MANIFESTS_SCHEMA, orient="row")
+
+
+def output_reader(out: Path) -> Cached:
+    """Reads the files a previous run wrote under `out` (None when absent)."""
+
+    def read(rel: str) -> bytes | None:
+        try:
+            return (out / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    return read

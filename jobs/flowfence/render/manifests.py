@@ -1,0 +1,310 @@
+"""Manifests from recommendations, deterministic to the byte.
+
+`render` returns relative paths under `policies/` mapped to bytes; the caller writes them
+(atomic.py). Same recommendations and statuses in, same bytes out: rules are already sorted by
+the model, mappings are built in a fixed key order (apiVersion, kind, metadata, spec), and no
+wall-clock time is read here (`lastUpdated` comes from the caller's `statuses`, or defaults to
+the newest rule's first sighting).
+
+Flavors (see README.md, "Output flavors"):
+- `calico-enterprise`: `projectcalico.org/v3` StagedNetworkPolicy + Tier, may use `domains`;
+- `calico`: the same kinds, never `domains` (domain rules name observed IPs instead);
+- `kubernetes`: `networking.k8s.io/v1` NetworkPolicy (render_k8s.py), no tier, no staging.
+
+Following Calico, `spec.types` lists only the directions that have rules, so a namespace with
+only egress rules stays open for ingress, and a namespace without rules gets no manifest at all
+(Calico writes a recommendation only once it has a rule; a policy needs at least one type).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from flowfence.calico.selector import parse, quote
+from flowfence.learn.model import (
+    Recommendation,
+    Rule,
+    RuleSettings,
+    dns_label,
+)
+from flowfence.render import kubernetes as render_k8s
+
+PolicyDoc = dict[str, Any]
+
+TIGERA = "policyrecommendation.tigera.io"
+OURS = "flowfence.io"
+DEFAULT_STATUS = "Learning"
+_STATUS = re.compile(r"[A-Z][A-Za-z]{0,31}")
+MAX_NAME = 253
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+# Strings a YAML 1.1 or 1.2 reader could take for something else: numbers (incl. octal, hex,
+# exponent and sexagesimal forms such as port ranges `1:59`), booleans, null.
+_AMBIGUOUS = re.compile(
+    r"""[-+]?(\d[\d_]*|0o[0-7_]+|0x[\da-f_]+|0b[01_]+|(\.\d+|\d[\d_]*(\.\d*)?)(e[-+]?\d+)?
+        |\.inf|\.nan)
+      |\d+(:\d+)+
+      |true|false|yes|no|on|off|y|n|null|~|""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, sequences indented under their key (kubectl's style)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    tag = "tag:yaml.org,2002:str"
+    resolved = dumper.resolve(yaml.ScalarNode, data, (True, False))  # type: ignore[no-untyped-call]
+    if resolved != tag or _AMBIGUOUS.fullmatch(data):
+        return dumper.represent_scalar(tag, data, style="'")
+    return dumper.represent_scalar(tag, data)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(doc: Mapping[str, Any]) -> bytes:
+    text = yaml.dump(
+        doc,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=1 << 20,
+        allow_unicode=False,
+    )
+    return text.encode("utf-8")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 UTC with `Z`; naive datetimes are UTC (the flows view is naive UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def selector(text: str) -> str:
+    """Check a selector we wrote parses as Calico would, and return it unchanged."""
+    parse(text)
+    return text
+
+
+def eq(key: str, value: str) -> str:
+    return f"{key} == {quote(value)}"
+
+
+def namespace_selector(namespaces: tuple[str, ...]) -> str:
+    names = [dns_label(ns, "namespace") for ns in namespaces]
+    if len(names) == 1:
+        return selector(eq("projectcalico.org/name", names[0]))
+    return selector(f"projectcalico.org/name in {{{', '.join(quote(n) for n in names)}}}")
+
+
+def protocol(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def ports(rule: Rule) -> list[int | str]:
+    return [p.lo if p.lo == p.hi else str(p) for p in rule.ports]
+
+
+def policy_name(settings: RuleSettings, namespace: str) -> str:
+    name = f"{dns_label(settings.tier_name, 'tier name')}.{dns_label(namespace, 'namespace')}"
+    if len(name) > MAX_NAME:
+        raise ValueError(f"policy name longer than {MAX_NAME}: {name!r}")
+    return name
+
+
+def status_of(
+    rec: Recommendation, statuses: Mapping[str, tuple[str, datetime]] | None
+) -> tuple[str, str]:
+    if statuses is not None and rec.namespace in statuses:
+        status, updated = statuses[rec.namespace]
+    else:
+        status, changed = DEFAULT_STATUS, rec.last_changed()
+        if changed is None:
+            raise ValueError(f"namespace {rec.namespace!r} has no rules and no status")
+        updated = changed
+    if not _STATUS.fullmatch(status):
+        raise ValueError(f"bad status {status!r}")
+    return status, timestamp(updated)
+
+
+def types(rec: Recommendation) -> list[str]:
+    return [t for t, rules in (("Ingress", rec.ingress), ("Egress", rec.egress)) if rules]
+
+
+# --- Calico -----------------------------------------------------------------------------------
+
+
+def _peer(rule: Rule, flavor: str) -> dict[str, Any]:
+    """The remote side of a Calico rule (destination for egress, source for ingress)."""
+    out: dict[str, Any] = {}
+    if rule.scope == "Namespace":
+        out["namespaceSelector"] = namespace_selector(rule.namespaces)
+    elif rule.netset is not None:
+        ref = rule.netset
+        if ref.labels:
+            out["selector"] = selector(" && ".join(eq(k, v) for k, v in ref.labels))
+        else:
+            name = eq("projectcalico.org/name", ref.name)
+            out["selector"] = selector(f"{name} && projectcalico.org/kind == 'NetworkSet'")
+        out["namespaceSelector"] = (
+            "global()"
+            if ref.namespace is None
+            else selector(eq("projectcalico.org/name", ref.namespace))
+        )
+    elif rule.service is not None:
+        service = {"name": rule.service.name}
+        if rule.service.namespace is not None:
+            service["namespace"] = rule.service.namespace
+        out["services"] = service
+    if rule.nets:
+        out["nets"] = list(rule.nets)
+    if rule.not_nets:
+        out["notNets"] = list(rule.not_nets)
+    if rule.scope == "Domains" and not rule.nets:
+        if flavor != "calico-enterprise":
+            raise ValueError(f"flavor {flavor} cannot express domains; build with this flavor")
+        out["domains"] = list(rule.domains)
+    return out
+
+
+def _annotations(rule: Rule, flavor: str) -> dict[str, str]:
+    notes: dict[str, str] = {f"{TIGERA}/scope": rule.scope}
+    if rule.scope == "Namespace":
+        if len(rule.namespaces) == 1:
+            notes[f"{TIGERA}/namespace"] = rule.namespaces[0]
+        notes[f"{TIGERA}/warnings"] = "NonServicePortsAndProtocol"
+    elif rule.netset is not None:
+        notes[f"{TIGERA}/name"] = rule.netset.name
+        notes[f"{TIGERA}/namespace"] = rule.netset.namespace or ""
+    elif rule.service is not None:
+        notes[f"{TIGERA}/name"] = rule.service.name
+        notes[f"{TIGERA}/namespace"] = rule.service.namespace or ""
+    notes[f"{OURS}/firstSeen"] = timestamp(rule.evidence.first_seen)
+    if rule.scope == "Domains" and rule.nets:
+        notes[f"{OURS}/domains"] = ",".join(rule.domains)
+    if rule.note:
+        notes[f"{OURS}/note"] = rule.note
+    return notes
+
+
+def calico_rule(rule: Rule, flavor: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": rule.action, "protocol": protocol(rule.protocol)}
+    peer = _peer(rule, flavor)
+    if rule.direction == "egress":
+        destination = peer
+        if rule.ports:
+            destination["ports"] = ports(rule)
+        out["destination"] = destination
+    else:
+        out["source"] = peer
+        if rule.ports:
+            out["destination"] = {"ports": ports(rule)}
+    out["metadata"] = {"annotations": _annotations(rule, flavor)}
+    return out
+
+
+def calico_policy(
+    rec: Recommendation, settings: RuleSettings, status: tuple[str, str]
+) -> PolicyDoc:
+    tier = settings.tier_name
+    spec: dict[str, Any] = {
+        "stagedAction": "Learn",
+        "tier": tier,
+        "selector": selector(eq("projectcalico.org/namespace", rec.namespace)),
+        "types": types(rec),
+    }
+    if rec.ingress:
+        spec["ingress"] = [calico_rule(r, settings.flavor) for r in rec.ingress]
+    if rec.egress:
+        spec["egress"] = [calico_rule(r, settings.flavor) for r in rec.egress]
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "StagedNetworkPolicy",
+        "metadata": {
+            "name": policy_name(settings, rec.namespace),
+            "namespace": rec.namespace,
+            "labels": {
+                "projectcalico.org/tier": tier,
+                "projectcalico.org/spec.stagedAction": "Learn",
+                "projectcalico.org/ownerReference.kind": "PolicyRecommendationScope",
+                f"{TIGERA}/scope": "namespace",
+            },
+            "annotations": {f"{TIGERA}/status": status[0], f"{TIGERA}/lastUpdated": status[1]},
+        },
+        "spec": spec,
+    }
+
+
+def tier(settings: RuleSettings) -> PolicyDoc:
+    order = settings.tier_order
+    if settings.tier_default_action not in ("Deny", "Pass"):
+        raise ValueError(f"tier defaultAction must be Deny or Pass: {settings.tier_default_action}")
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Tier",
+        "metadata": {"name": dns_label(settings.tier_name, "tier name")},
+        "spec": {
+            "order": int(order) if float(order).is_integer() else order,
+            "defaultAction": settings.tier_default_action,
+        },
+    }
+
+
+def kustomization(resources: list[str]) -> PolicyDoc:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(resources),
+    }
+
+
+def documents(
+    recs: Mapping[str, Recommendation],
+    settings: RuleSettings,
+    *,
+    statuses: Mapping[str, tuple[str, datetime]] | None = None,
+) -> dict[str, PolicyDoc]:
+    """The manifests as mappings (file name under policies/ -> document), for tests and diff."""
+    docs: dict[str, PolicyDoc] = {}
+    if settings.flavor != "kubernetes":
+        docs["tier.yaml"] = tier(settings)
+    for ns in sorted(recs):
+        rec = recs[ns]
+        if ns != rec.namespace:
+            raise ValueError(f"recommendation for {rec.namespace!r} filed under {ns!r}")
+        if not rec.rules:
+            continue
+        status = status_of(rec, statuses)
+        if settings.flavor == "kubernetes":
+            docs[f"{dns_label(ns)}.yaml"] = render_k8s.network_policy(rec, settings, status)
+        else:
+            docs[f"{dns_label(ns)}.yaml"] = calico_policy(rec, settings, status)
+    docs["kustomization.yaml"] = kustomization(sorted(docs))
+    return docs
+
+
+def render(
+    recs: Mapping[str, Recommendation],
+    settings: RuleSettings,
+    *,
+    statuses: Mapping[str, tuple[str, datetime]] | None = None,
+) -> dict[str, bytes]:
+    """Relative paths under `policies/` -> YAML bytes."""
+    docs = documents(recs, settings, statuses=statuses)
+    return {f"policies/{name}": dump(doc) for name, doc in sorted(docs.items())}

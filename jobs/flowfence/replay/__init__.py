@@ -1,0 +1,1 @@
+"""The staged-policy audit: replay observed edges through a policy set."""

@@ -1,0 +1,1 @@
+"""The run report: a model first, then its JSON and Markdown renderings."""

@@ -1,0 +1,1 @@
+"""The review workflow: decisions, drift of frozen policies, the change set, GitOps."""

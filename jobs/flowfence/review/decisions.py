@@ -1,0 +1,377 @@
+"""The decisions file `DIR/decisions.yaml`: what reviewers decided per namespace.
+
+It is meant to be committed and reviewed like code, so it is plain YAML with a commented
+header, namespaces sorted, and every hand edit validated with an error that names the
+namespace and the field. A decision is one of
+
+- `accept`: Calico's "move to the policy board": the staged policy gets `stagedAction: Set`
+  and the engine stops changing its rules (new flows show up as drift in the report);
+- `enforce`: a `NetworkPolicy` with the same name and spec replaces the staged one;
+- `dismiss`: no manifest for the namespace (`stagedAction: Ignore` in the state);
+
+each with a reason, an author and an optional expiry after which the namespace lapses back
+to learning. Reactivating a namespace removes its entry. flowfence never rewrites this file
+during a run: an expired entry stays until someone removes it, and the report says it lapsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from flowfence.calico import names as validate
+from flowfence.core import atomic
+from flowfence.core.errors import ConfigError
+
+Verdict = Literal["accept", "enforce", "dismiss"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+FILE_NAME = "decisions.yaml"
+API_VERSION = "flowfence.io/v1"
+KIND = "Decisions"
+# The staged action each decision gives the namespace's policy (Calico's field values).
+STAGED_ACTION: Mapping[Verdict, str] = {"accept": "Set", "enforce": "Set", "dismiss": "Ignore"}
+_FIELDS = ("decision", "reason", "author", "decided", "expires")
+_MAX_TEXT = 1024
+
+HEADER = """\
+# flowfence decisions: review and commit this file like code.
+#
+# One entry per namespace under `namespaces:`:
+#   decision: accept | enforce | dismiss
+#     accept   the staged policy gets stagedAction Set and stops changing; new flows it does
+#              not cover are reported as drift
+#     enforce  an enforced projectcalico.org/v3 NetworkPolicy replaces the staged policy
+#     dismiss  no manifest for the namespace (stagedAction Ignore)
+#   reason:   why (required)
+#   author:   who decided (required)
+#   decided:  when (RFC 3339, optional)
+#   expires:  RFC 3339 time after which the namespace lapses back to learning (optional)
+#
+# Edit by hand or with `flowfence accept|enforce|dismiss|reactivate NAMESPACE`.
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    namespace: str
+    decision: Verdict
+    reason: str
+    author: str
+    decided: datetime | None = None
+    expires: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """False once the expiry has passed: the namespace is back to learning."""
+        return self.expires is None or now < self.expires
+
+    @property
+    def staged_action(self) -> str:
+        return STAGED_ACTION[self.decision]
+
+
+@dataclass(frozen=True)
+class Decisions:
+    entries: Mapping[str, Decision]
+
+    def get(self, namespace: str) -> Decision | None:
+        return self.entries.get(namespace)
+
+    def active(self, now: datetime) -> dict[str, Decision]:
+        return {ns: d for ns, d in sorted(self.entries.items()) if d.active(now)}
+
+    def expired(self, now: datetime) -> dict[str, Decision]:
+        return {ns: d for ns, d in sorted(self.entries.items()) if not d.active(now)}
+
+    def with_decision(self, decision: Decision) -> Decisions:
+        return Decisions({**self.entries, decision.namespace: decision})
+
+    def without(self, namespace: str) -> Decisions:
+        return Decisions({ns: d for ns, d in self.entries.items() if ns != namespace})
+
+
+EMPTY = Decisions({})
+
+
+def path_in(out: Path) -> Path:
+    return out / FILE_NAME
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object, where: str) -> datetime:
+    """An RFC 3339 time with a zone; YAML may already have turned it into a datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{where}: not an RFC 3339 time: {value!r}") from None
+    elif isinstance(value, date):
+        raise ConfigError(f"{where}: needs a time and a zone, e.g. {value.isoformat()}T00:00:00Z")
+    else:
+        raise ConfigError(f"{where}: expected an RFC 3339 time, got {type(value).__name__}")
+    if moment.tzinfo is None:
+        raise ConfigError(f"{where}: needs a time zone, e.g. {moment.isoformat()}Z")
+    return moment.astimezone(UTC)
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: required, a non-empty string")
+    if len(value) > _MAX_TEXT:
+        raise ConfigError(f"{where}: longer than {_MAX_TEXT} characters")
+    if any(ord(c) < 32 and c not in "\t\n" for c in value):
+        raise ConfigError(f"{where}: control characters are not allowed")
+    return value.strip()
+
+
+def check_namespace(namespace: object, where: str) -> str:
+    if not isinstance(namespace, str) or not validate.is_dns1123_label(namespace):
+        raise ConfigError(f"{where}: namespace {namespace!r} is not a DNS-1123 label")
+    return namespace
+
+
+def parse_entry(namespace: str, raw: object, where: str) -> Decision:
+    at = f"{where}: namespace {namespace!r}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{at}: expected a mapping with decision, reason and author")
+    unknown = sorted(str(k) for k in raw if k not in _FIELDS)
+    if unknown:
+        raise ConfigError(f"{at}: unknown field {unknown[0]!r} (expected {', '.join(_FIELDS)})")
+    verdict = raw.get("decision")
+    if verdict not in VERDICTS:
+        raise ConfigError(
+            f"{at}: field 'decision': expected one of {', '.join(VERDICTS)}, got {verdict!r}"
+        )
+    decided = raw.get("decided")
+    expires = raw.get("expires")
+    return Decision(
+        namespace=namespace,
+        decision=verdict,
+        reason=_text(raw.get("reason"), f"{at}: field 'reason'"),
+        author=_text(raw.get("author"), f"{at}: field 'author'"),
+        decided=None if decided is None else parse_time(decided, f"{at}: field 'decided'"),
+        expires=None if expires is None else parse_time(expires, f"{at}: field 'expires'"),
+    )
+
+
+def parse(text: str, where: str = FILE_NAME) -> Decisions:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: malformed YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+    if doc is None:
+        return EMPTY
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with `namespaces:`")
+    unknown = sorted(str(k) for k in doc if k not in ("apiVersion", "kind", "namespaces"))
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level field {unknown[0]!r}")
+    if doc.get("apiVersion", API_VERSION) != API_VERSION:
+        raise ConfigError(f"{where}: apiVersion must be {API_VERSION}, got {doc['apiVersion']!r}")
+    if doc.get("kind", KIND) != KIND:
+        raise ConfigError(f"{where}: kind must be {KIND}, got {doc['kind']!r}")
+    raw = doc.get("namespaces") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: `namespaces` must map namespace names to decisions")
+    entries: dict[str, Decision] = {}
+    for key, value in raw.items():
+        namespace = check_namespace(key, where)
+        entries[namespace] = parse_entry(namespace, value, where)
+    return Decisions(dict(sorted(entries.items())))
+
+
+def load(out: Path) -> Decisions:
+    """The decisions in `out/decisions.yaml`; none when the file does not exist."""
+    path = path_in(out)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return EMPTY
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse(text, str(path))
+
+
+def to_dict(decision: Decision) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "author": decision.author,
+    }
+    if decision.decided is not None:
+        out["decided"] = rfc3339(decision.decided)
+    if decision.expires is not None:
+        out["expires"] = rfc3339(decision.expires)
+    return out
+
+
+def dumps(decisions: Decisions) -> str:
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "namespaces": {ns: to_dict(d) for ns, d in sorted(decisions.entries.items())},
+    }
+    # Times are written as quoted strings so that every YAML reader keeps them as text.
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return HEADER + body
+
+
+def save(out: Path, decisions: Decisions) -> bool:
+    """Write the file atomically; False when its bytes would not change."""
+    return atomic.write_text(path_in(out), dumps(decisions))
+
+
+def decide(
+    decisions: Decisions,
+    namespace: str,
+    verdict: Verdict,
+    *,
+    reason: str,
+    author: str,
+    decided: datetime | None = None,
+    expires: datetime | None = None,
+) -> Decisions:
+    """A new Decisions with `namespace` set to `verdict` (validated like a hand edit)."""
+    where = "decision"
+    namespace = check_namespace(namespace, where)
+    if expires is not None and decided is not None and expires <= decided:
+        raise ConfigError(f"--expires {rfc3339(expires)} is not after now ({rfc3339(decided)})")
+    entry = parse_entry(
+        namespace, to_dict(Decision(namespace, verdict, reason, author, decided, expires)), where
+    )
+    return decisions.with_decision(entry)
+
+
+# --- applying decisions to the rendered manifests -----------------------------------------
+
+PolicyDoc = dict[str, Any]
+STAGED_LABEL = "projectcalico.org/spec.stagedAction"
+CALICO_API = "projectcalico.org/v3"
+POLICIES = "policies"
+KUSTOMIZATION = "policies/kustomization.yaml"
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The manifests after the decisions, and what each decision did."""
+
+    files: dict[str, bytes]  # policies/... -> bytes, kustomization.yaml rebuilt
+    staged_actions: dict[str, str]  # decided namespaces -> Set | Ignore (others: Learn)
+    frozen: dict[str, PolicyDoc]  # namespace -> the accepted or enforced policy (drift base)
+    applied: dict[str, Decision]  # the decisions in force this run
+    lapsed: dict[str, Decision]  # decisions whose expiry has passed
+
+
+def _policy_of(doc: object, namespace: str) -> PolicyDoc | None:
+    if not isinstance(doc, dict) or doc.get("kind") not in ("StagedNetworkPolicy", "NetworkPolicy"):
+        return None
+    meta = doc.get("metadata")
+    spec = doc.get("spec")
+    if (
+        not isinstance(meta, dict)
+        or meta.get("namespace") != namespace
+        or not isinstance(spec, dict)
+    ):
+        return None
+    return doc
+
+
+def read_policy(files: Mapping[str, bytes], namespace: str) -> PolicyDoc | None:
+    """The namespace's policy in `files` (relative paths under DIR), if there and readable."""
+    data = files.get(f"{POLICIES}/{namespace}.yaml")
+    if data is None:
+        return None
+    try:
+        doc = yaml.load(data.decode("utf-8"), Loader=_YAML_LOADER)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return _policy_of(doc, namespace)
+
+
+def _calico(doc: PolicyDoc) -> bool:
+    return doc.get("apiVersion") == CALICO_API
+
+
+def staged_set(doc: PolicyDoc) -> PolicyDoc:
+    """Calico's "move to the policy board": the staged policy with stagedAction Set."""
+    if not _calico(doc):
+        return doc  # Kubernetes NetworkPolicy has no staging: freezing is all accept does
+    meta = dict(doc["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), STAGED_LABEL: "Set"}
+    spec = {"stagedAction": "Set", **{k: v for k, v in doc["spec"].items() if k != "stagedAction"}}
+    return {"apiVersion": CALICO_API, "kind": "StagedNetworkPolicy", "metadata": meta, "spec": spec}
+
+
+def enforced(doc: PolicyDoc) -> PolicyDoc:
+    """The same name, tier, selector and rules as an enforced NetworkPolicy, without
+    stagedAction, its label and the rules' metadata (the recommendation's provenance)."""
+    if not _calico(doc):
+        return doc
+    meta = dict(doc["metadata"])
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != STAGED_LABEL}
+    if labels:
+        meta["labels"] = labels
+    else:
+        meta.pop("labels", None)
+    spec: dict[str, Any] = {}
+    for key, value in doc["spec"].items():
+        if key == "stagedAction":
+            continue
+        if key in ("ingress", "egress"):
+            value = [{k: v for k, v in rule.items() if k != "metadata"} for rule in value]
+        spec[key] = value
+    return {"apiVersion": CALICO_API, "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
+
+
+def apply(
+    files: Mapping[str, bytes],
+    previous: Mapping[str, bytes],
+    decisions: Decisions,
+    now: datetime,
+    *,
+    enforced_in_cluster: Iterable[str] = (),
+) -> Applied:
+    """Apply the decisions in force at `now` to a run's rendered files (`policies/...`).
+
+    An accepted or enforced namespace keeps the rules it had when the decision was first
+    applied: its previous manifest when there is one (what was reviewed), else this run's.
+    Namespaces enforced in the cluster (an enforced NetworkPolicy in our tier among
+    `--existing-policies`) get no manifest and stop learning, unless a decision says otherwise.
+    Only the decided namespaces are parsed and rendered again; other files pass through.
+    """
+    from flowfence.render.manifests import dump, kustomization  # render imports nothing from here
+
+    active, lapsed = decisions.active(now), decisions.expired(now)
+    cluster = set(enforced_in_cluster)
+    out = {rel: data for rel, data in files.items() if rel != KUSTOMIZATION}
+    staged: dict[str, str] = {}
+    frozen: dict[str, PolicyDoc] = {}
+    for ns in sorted({*active, *cluster}):
+        rel, decision = f"{POLICIES}/{ns}.yaml", active.get(ns)
+        if decision is None or decision.decision == "dismiss":
+            out.pop(rel, None)
+            staged[ns] = "Set" if decision is None else decision.staged_action
+            continue
+        staged[ns] = decision.staged_action
+        base = read_policy(previous, ns) or read_policy(files, ns)
+        if base is None:
+            continue  # nothing learned or written yet: the decision waits for rules
+        policy = staged_set(base) if decision.decision == "accept" else enforced(base)
+        frozen[ns] = policy
+        out[rel] = dump(policy)
+    if KUSTOMIZATION in files:
+        names = sorted(rel.removeprefix(f"{POLICIES}/") for rel in out)
+        out[KUSTOMIZATION] = dump(kustomization(names))
+    return Applied(dict(sorted(out.items())), staged, frozen, active, lapsed)

@@ -1,0 +1,1 @@
+"""Orchestration: one recommendation run from flows to outputs, and watch mode."""
