@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flowfence.core import objectstore
+from flowfence.core import objects, objectstore
 
 _buckets = itertools.count()
 # Variables that would send botocore elsewhere than the local server.
@@ -57,7 +57,7 @@ class S3:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
 
     def upload(self, local: Path, key: str) -> None:
-        objectstore.upload(self.fs, local, objectstore.parse(self.url(key)))
+        objects.upload(self.fs, local, objectstore.parse(self.url(key)))
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every key under `prefix`, fresh from the server (no listing cache)."""
@@ -66,7 +66,7 @@ class S3:
         return sorted(k[len(self.bucket) + 1 :] for k in found)
 
     def get(self, key: str) -> bytes:
-        blob = objectstore.read_object(self.fs, objectstore.parse(self.url(key)))
+        blob = objects.read_object(self.fs, objectstore.parse(self.url(key)))
         assert blob is not None, f"no object {key}"
         return blob.data
 

@@ -1,6 +1,6 @@
 """objectstore.py against a real S3-compatible server (moto) on 127.0.0.1: URL validation,
 settings from the AWS environment, listing with hive pruning, DuckDB reading `s3://` Parquet
-through the registered s3fs filesystem (no httpfs), and conditional puts."""
+through the registered s3fs filesystem (no httpfs), and conditional puts (objects.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 import s3fs  # type: ignore[import-untyped]
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence.core import objectstore
+from flowfence.core import objects, objectstore
 from flowfence.core.errors import ConfigError, FlowInputError, RuntimeFailure, StateError
-from flowfence.core.objectstore import PreconditionLost, S3Url
+from flowfence.core.objects import PreconditionLost
+from flowfence.core.objectstore import S3Url
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "fixtures" / "data" / "demo"
@@ -101,21 +102,6 @@ def test_settings_follow_the_aws_environment() -> None:
     ):
         with pytest.raises(ConfigError):
             objectstore.settings(bad)
-
-
-def test_hive_span_reads_date_and_hour_directories() -> None:
-    assert objectstore.hive_span("x.parquet") is None
-    assert objectstore.hive_span("date=2026-11-01/x.parquet") == (
-        datetime(2026, 11, 1),
-        datetime(2026, 11, 2),
-    )
-    assert objectstore.hive_span("region=eu/date=2026-11-01/hour=23/x.parquet") == (
-        datetime(2026, 11, 1, 23),
-        datetime(2026, 11, 2),
-    )
-    for bad in ("date=2026-13-01/x.parquet", "date=2026-11-01/hour=24/x", "hour=01/x"):
-        with pytest.raises(ValueError, match="partition"):
-            objectstore.hive_span(bad)
 
 
 # ---- listing and DuckDB ---------------------------------------------------------------
@@ -210,50 +196,50 @@ def test_duckdb_writes_a_parquet_object(s3: S3) -> None:
 
 def test_read_write_and_delete_small_objects(s3: S3) -> None:
     url = objectstore.parse(s3.url("state/manifest.json"))
-    assert objectstore.read_object(s3.fs, url) is None
-    etag = objectstore.write_object(s3.fs, url, b"one")
-    blob = objectstore.read_object(s3.fs, url)
-    assert blob == objectstore.Blob(b"one", etag)
-    assert objectstore.list_names(s3.fs, objectstore.parse(s3.url("state"))) == ["manifest.json"]
-    objectstore.delete(s3.fs, [url, url.join("absent")])
-    assert objectstore.read_object(s3.fs, url) is None
-    assert objectstore.list_names(s3.fs, objectstore.parse(s3.url("state"))) == []
+    assert objects.read_object(s3.fs, url) is None
+    etag = objects.write_object(s3.fs, url, b"one")
+    blob = objects.read_object(s3.fs, url)
+    assert blob == objects.Blob(b"one", etag)
+    assert objects.list_names(s3.fs, objectstore.parse(s3.url("state"))) == ["manifest.json"]
+    objects.delete(s3.fs, [url, url.join("absent")])
+    assert objects.read_object(s3.fs, url) is None
+    assert objects.list_names(s3.fs, objectstore.parse(s3.url("state"))) == []
 
 
 def test_put_if_create_only_lets_one_writer_win(s3: S3) -> None:
     url = objectstore.parse(s3.url("state/manifest.json"))
-    first = objectstore.put_if(s3.fs, url, b"writer A", etag=None)
+    first = objects.put_if(s3.fs, url, b"writer A", etag=None)
     with pytest.raises(PreconditionLost, match="changed by another writer") as lost:
-        objectstore.put_if(s3.fs, url, b"writer B", etag=None)
+        objects.put_if(s3.fs, url, b"writer B", etag=None)
     assert isinstance(lost.value, StateError)
     assert lost.value.exit_code == 1
     assert s3.get("state/manifest.json") == b"writer A"
     # The same bytes again is a retried write whose answer was lost, not a second writer.
-    assert objectstore.put_if(s3.fs, url, b"writer A", etag=None) == first
+    assert objects.put_if(s3.fs, url, b"writer A", etag=None) == first
 
 
 def test_put_if_replace_needs_the_etag_last_read(s3: S3) -> None:
     url = objectstore.parse(s3.url("state/manifest.json"))
-    base = objectstore.put_if(s3.fs, url, b"generation 1", etag=None)
+    base = objects.put_if(s3.fs, url, b"generation 1", etag=None)
     # Two writers read generation 1; A commits generation 2 first, B's replace must fail.
-    a = objectstore.put_if(s3.fs, url, b"generation 2 by A", etag=base)
+    a = objects.put_if(s3.fs, url, b"generation 2 by A", etag=base)
     assert a != base
     with pytest.raises(PreconditionLost, match=base.replace('"', "")):
-        objectstore.put_if(s3.fs, url, b"generation 2 by B", etag=base)
+        objects.put_if(s3.fs, url, b"generation 2 by B", etag=base)
     assert s3.get("state/manifest.json") == b"generation 2 by A"
     # Replacing an object someone deleted meanwhile is lost too.
-    objectstore.delete(s3.fs, [url])
+    objects.delete(s3.fs, [url])
     with pytest.raises(PreconditionLost):
-        objectstore.put_if(s3.fs, url, b"generation 3 by A", etag=a)
-    assert objectstore.read_object(s3.fs, url) is None
+        objects.put_if(s3.fs, url, b"generation 3 by A", etag=a)
+    assert objects.read_object(s3.fs, url) is None
 
 
 def test_missing_bucket_is_a_runtime_failure(s3: S3) -> None:
     url = objectstore.parse("s3://flowfence-no-such-bucket/state/manifest.json")
     with pytest.raises(RuntimeFailure, match="flowfence-no-such-bucket"):
-        objectstore.read_object(s3.fs, url)
+        objects.read_object(s3.fs, url)
     with pytest.raises(RuntimeFailure):
-        objectstore.write_object(s3.fs, url, b"x")
+        objects.write_object(s3.fs, url, b"x")
 
 
 def test_each_listing_sees_what_another_client_wrote_since(s3: S3) -> None:

@@ -15,7 +15,7 @@ from ingest_export import enterprise_docs, raw_rows, write_lines
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
 from flowfence.cli import app as cli
-from flowfence.core import checkpoints, objectstore
+from flowfence.core import checkpoints, objects, objectstore
 from flowfence.state import tables as state
 
 Runner = Callable[[Sequence[str]], CliResult]
@@ -91,12 +91,12 @@ def test_the_job_runs_on_s3_like_on_local_disk(
 
     # Incremental: a second run with nothing new changes nothing, the manifest included, and
     # reports exactly what the same rerun on local disk reports.
-    etag = objectstore.read_object(s3.fs, objectstore.parse(s3.url("state/manifest.json")))
+    etag = objects.read_object(s3.fs, objectstore.parse(s3.url("state/manifest.json")))
     again = run_cli(_args(demo_inputs, s3.url("flows"), s3.url("state"), tmp_path / "b", now))
     assert again.code == 0, again.err
     assert "state unchanged" in again.out
     assert _policies(tmp_path / "b") == _policies(tmp_path / "a")
-    after = objectstore.read_object(s3.fs, objectstore.parse(s3.url("state/manifest.json")))
+    after = objects.read_object(s3.fs, objectstore.parse(s3.url("state/manifest.json")))
     assert after == etag
     local_again = run_cli(
         _args(demo_inputs, str(demo_inputs.flows), str(tmp_path / "st"), tmp_path / "a", now)

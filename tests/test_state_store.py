@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence.core import objectstore
+from flowfence.core import objects, objectstore
 from flowfence.core.errors import ConfigError, StateError
 from flowfence.state import store as state_store
 from flowfence.state import tables as state
@@ -126,7 +126,7 @@ def test_garbage_collection_spares_a_concurrent_next_generation(s3: S3) -> None:
     pending = root.join("activity-000002-0badf00d.parquet")  # someone writing generation 2
     foreign = root.join("notes.txt")
     for url in (orphan, pending, foreign):
-        objectstore.write_object(s3.fs, url, b"x")
+        objects.write_object(s3.fs, url, b"x")
     with state_store.opened(s3.url("state")) as store:
         store.collect_garbage(store.load())
     keys = s3.keys("state")
@@ -137,7 +137,7 @@ def test_garbage_collection_spares_a_concurrent_next_generation(s3: S3) -> None:
 
 def test_unusable_remote_state_is_refused_naming_the_url(s3: S3) -> None:
     url = objectstore.parse(s3.url("broken/manifest.json"))
-    objectstore.write_object(s3.fs, url, b"{not json")
+    objects.write_object(s3.fs, url, b"{not json")
     with (
         pytest.raises(StateError, match=r"s3://.*/broken: manifest.json is corrupt"),
         state_store.opened(s3.url("broken")) as store,
@@ -146,7 +146,7 @@ def test_unusable_remote_state_is_refused_naming_the_url(s3: S3) -> None:
 
     _commit(s3, "gone", 1)
     manifest = json.loads(s3.get("gone/manifest.json"))
-    objectstore.delete(s3.fs, [objectstore.parse(s3.url(f"gone/{manifest['tables']['runs']}"))])
+    objects.delete(s3.fs, [objectstore.parse(s3.url(f"gone/{manifest['tables']['runs']}"))])
     with (
         pytest.raises(StateError, match=r"table runs-000001-[0-9a-f]{8}\.parquet .* is missing"),
         state_store.opened(s3.url("gone")) as store,
@@ -154,7 +154,7 @@ def test_unusable_remote_state_is_refused_naming_the_url(s3: S3) -> None:
         store.load()
 
     newer = {**manifest, "schema": state.SCHEMA_VERSION + 1}
-    objectstore.write_object(
+    objects.write_object(
         s3.fs, objectstore.parse(s3.url("gone/manifest.json")), json.dumps(newer).encode()
     )
     with (

@@ -11,7 +11,7 @@ import pytest
 from ingest_export import enterprise_docs, raw_rows, write_lines
 from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 
-from flowfence.core import objectstore
+from flowfence.core import objects, objectstore
 from flowfence.core.errors import BadInput
 from flowfence.ingest import store_s3
 from flowfence.ingest.convert import ingest
@@ -68,21 +68,21 @@ def test_ingest_to_s3_publishes_what_a_local_store_holds(
     )
 
     # Ingesting the same files again adds nothing and writes nothing.
-    etag = objectstore.read_object(s3.fs, objectstore.parse(s3.url("store/_ingest/manifest.json")))
+    etag = objects.read_object(s3.fs, objectstore.parse(s3.url("store/_ingest/manifest.json")))
     again = store_s3.ingest_to(logs, s3.url("store"), fmt="enterprise")
     assert again.count("skipped") == 2 and again.rows == 0
     assert s3.keys("store") == keys
-    after = objectstore.read_object(s3.fs, objectstore.parse(s3.url("store/_ingest/manifest.json")))
+    after = objects.read_object(s3.fs, objectstore.parse(s3.url("store/_ingest/manifest.json")))
     assert after == etag
 
 
 def test_a_second_ingest_is_refused_while_the_lock_is_held(s3: S3, logs: list[Path]) -> None:
     lock = objectstore.parse(s3.url("store/_ingest/lock"))
-    objectstore.write_object(s3.fs, lock, b'{"host": "node-7", "pid": 42}')
+    objects.write_object(s3.fs, lock, b'{"host": "node-7", "pid": 42}')
     with pytest.raises(StoreLocked, match=r"locked by .*node-7.*delete s3://.*/_ingest/lock"):
         store_s3.ingest_to(logs, s3.url("store"), fmt="enterprise")
     assert s3.keys("store") == ["store/_ingest/lock"]  # nothing written, the lock kept
-    objectstore.delete(s3.fs, [lock])
+    objects.delete(s3.fs, [lock])
     assert store_s3.ingest_to(logs[:1], s3.url("store"), fmt="enterprise").rows > 0
 
 

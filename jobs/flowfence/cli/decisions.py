@@ -8,20 +8,20 @@ next `flowfence run` applies the decision.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from flowfence.cli import options
+from flowfence.core import times
+from flowfence.core.durations import parse_duration, to_timedelta
 from flowfence.core.errors import ConfigError
 from flowfence.review import decisions as dec
 
-_DURATION = re.compile(r"(\d+)([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 HELP = {
     "accept": "Move the namespace's policy to the policy board: stagedAction Set, rules frozen, "
     "new flows reported as drift.",
@@ -55,31 +55,31 @@ def default_author(out: Path) -> str:
 
 
 def parse_expires(value: str | None, now: datetime) -> datetime | None:
-    """An RFC 3339 time, or a duration from now such as 30d, 12h, 2w or 90m."""
+    """An RFC 3339 time, or a duration from now (the settings' grammar plus weeks: 30d, 12h,
+    2w, 90m, 1d12h)."""
     if value is None:
         return None
-    match = _DURATION.fullmatch(value.strip())
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        if amount == 0:
-            raise ConfigError(f"--expires: {value!r} is not in the future")
-        return now + timedelta(**{_UNITS[unit]: amount})
-    return dec.parse_time(value, "--expires")
-
-
-def parse_now(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    return dec.parse_time(value, "--now")
+    text = value.strip()
+    try:
+        ahead = parse_duration(text, allow_days=True, allow_weeks=True)
+    except ValueError:
+        try:
+            return times.parse(text)
+        except times.TimeError as exc:
+            raise ConfigError(
+                f"--expires: {exc}; or a duration from now such as 30d, 12h or 2w"
+            ) from None
+    if ahead <= 0:
+        raise ConfigError(f"--expires: {value!r} is not in the future")
+    try:
+        return now + to_timedelta(ahead)
+    except OverflowError:
+        raise ConfigError(f"--expires: {value!r} is too far in the future") from None
 
 
 Namespace = Annotated[str, typer.Argument(help="The namespace the decision is about.")]
 Out = Annotated[
     Path, typer.Option("--out", help="Output directory holding decisions.yaml (as for run).")
-]
-Now = Annotated[
-    str | None,
-    typer.Option("--now", help="Fix the clock (RFC 3339) for the decided/expires times."),
 ]
 
 
@@ -94,7 +94,7 @@ def _decide(
 ) -> None:
     if reason is None or not reason.strip():
         raise ConfigError(f"--reason: required, say why you {verdict} {namespace!r}")
-    moment = parse_now(now)
+    moment = options.now_option(now)
     current = dec.load(out)
     updated = dec.decide(
         current,
@@ -135,7 +135,7 @@ def _register_verdict(app: typer.Typer, verdict: dec.Verdict) -> None:
             ),
         ] = None,
         out: Out = Path("out"),
-        now: Now = None,
+        now: options.Now = None,
     ) -> None:
         _decide(verdict, namespace, reason, author, expires, out, now)
 

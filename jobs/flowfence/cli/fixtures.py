@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from flowfence.core import times
 from flowfence.fixtures.generate import DEFAULT_ROWS_PER_HOUR, TOPOLOGIES, generate
 
 DEFAULT_START = "2026-11-01T00:00:00Z"
-
-
-def _parse_start(value: str) -> datetime:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as {DEFAULT_START}", param_hint="--start"
-        ) from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter(f"{value!r} has no time zone; add Z for UTC", param_hint="--start")
-    return parsed.astimezone(UTC)
 
 
 def generate_command(
@@ -62,7 +47,7 @@ def generate_command(
         int, typer.Option("--namespaces", min=1, help="Application namespaces (synthetic only).")
     ] = 50,
     start: Annotated[
-        str, typer.Option("--start", help="First hour, UTC, on a whole hour.")
+        str, typer.Option("--start", help="First hour (RFC 3339), on a whole hour.")
     ] = DEFAULT_START,
     hours: Annotated[
         int | None, typer.Option("--hours", min=1, help="Hours to cover (default 24).")
@@ -95,7 +80,7 @@ def generate_command(
         seed=seed,
         rows=rows,
         namespaces=namespaces,
-        start=_parse_start(start),
+        start=times.parse_option(start, "--start"),
         hours=span,
         overwrite=overwrite,
     )

@@ -7,19 +7,20 @@ the one-line denial notice to stderr; `--fail-on-deny` exits 3 when anything wou
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from flowfence.calico.policies import load_namespaces, load_policies
-from flowfence.core.errors import ConfigError, ExitCode
+from flowfence.cli import options
+from flowfence.config.settings import load_settings
+from flowfence.core import database
+from flowfence.core.errors import ExitCode
 from flowfence.flows import edges, sources
 from flowfence.replay import audit as replay
 from flowfence.replay import render as replay_render
@@ -29,17 +30,6 @@ class Output(StrEnum):
     TABLE = "table"
     MARKDOWN = "markdown"
     JSON = "json"
-
-
-def parse_instant(text: str | None, option: str) -> datetime | None:
-    """ISO 8601; a time without an offset is taken as UTC."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{option} {text!r}: not an ISO 8601 time") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def render_table(report: replay.ReplayReport, console: Console) -> None:
@@ -90,10 +80,11 @@ def replay_command(
         Path, typer.Option("--flows", help="Flow-log Parquet: file, folder or hive tree.")
     ],
     since: Annotated[
-        str | None, typer.Option("--since", help="Window start (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--since", help="Window start (RFC 3339, e.g. 2026-11-01T00:00:00Z)."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Window end (ISO 8601; UTC if no offset).")
+        str | None, typer.Option("--until", help="Window end (RFC 3339), exclusive.")
     ] = None,
     tier: Annotated[
         str | None, typer.Option("--tier", help="Report only this tier's policies.")
@@ -108,15 +99,23 @@ def replay_command(
     fail_on_deny: Annotated[
         bool, typer.Option("--fail-on-deny", help="Exit 3 when an allowed edge would be denied.")
     ] = False,
+    memory_limit: options.MemoryLimit = None,
+    threads: options.Threads = None,
+    temp_dir: options.TempDir = None,
 ) -> None:
     """Replay allowed flows through a policy set, staged policies previewed as enforced."""
-    lo, hi = parse_instant(since, "--since"), parse_instant(until, "--until")
+    since_at = options.time_option(since, "--since")
+    until_at = options.time_option(until, "--until")
+    # The run's own checks of the DuckDB options (a size, a positive count, a path).
+    limits = load_settings(
+        None, None, memory_limit=memory_limit, threads=threads, temp_dir=temp_dir
+    )
     policy_set = load_policies(policies)
     labels = load_namespaces(namespaces) if namespaces is not None else None
-    con = duckdb.connect()
+    con = database.connect(limits)
     try:
-        sources.bind_flows(con, flows, since=lo, until=hi)
-        frame = edges.aggregate(con, since=lo, until=hi)
+        sources.bind_flows(con, flows, since=since_at, until=until_at)
+        frame = edges.aggregate(con, since=since_at, until=until_at)
     finally:
         con.close()
     report = replay.compute(frame, policy_set, namespaces=labels, tier=tier)

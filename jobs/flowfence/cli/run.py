@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from flowfence.cli import options
 from flowfence.config.settings import Settings, load_settings
 from flowfence.core.errors import BadInput, ExitCode
 from flowfence.report import markdown as report_md
@@ -24,19 +24,6 @@ from flowfence.run import pipeline, watch
 from flowfence.state import store as state_store
 
 FLAVORS = ("calico-enterprise", "calico", "kubernetes")
-
-
-def parse_now(value: str | None) -> datetime:
-    """RFC 3339 with a zone (`2026-11-02T00:00:00Z`); the wall clock when not given."""
-    if value is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"--now: not an RFC 3339 time: {value!r}") from None
-    if moment.tzinfo is None:
-        raise BadInput(f"--now: needs a time zone, e.g. {value}Z")
-    return moment.astimezone(UTC)
 
 
 def _change_text(ns: rpt.NamespaceEntry) -> str:
@@ -180,10 +167,7 @@ def register(app: typer.Typer) -> None:
                 dir_okay=False,
             ),
         ] = None,
-        now: Annotated[
-            str | None,
-            typer.Option("--now", help="Fix the clock (RFC 3339) for reproducible runs."),
-        ] = None,
+        now: options.Now = None,
         flavor: Annotated[
             str | None,
             typer.Option(
@@ -193,20 +177,9 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             str, typer.Option("--output", help="text (a summary) or json (report on stdout).")
         ] = "text",
-        memory_limit: Annotated[
-            str | None,
-            typer.Option(
-                "--memory-limit", envvar="FLOWFENCE_MEMORY_LIMIT", help="DuckDB memory_limit."
-            ),
-        ] = None,
-        threads: Annotated[
-            int | None,
-            typer.Option("--threads", envvar="FLOWFENCE_THREADS", help="DuckDB threads."),
-        ] = None,
-        temp_dir: Annotated[
-            Path | None,
-            typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
-        ] = None,
+        memory_limit: options.MemoryLimit = None,
+        threads: options.Threads = None,
+        temp_dir: options.TempDir = None,
         engine: Annotated[
             str,
             typer.Option(
@@ -315,7 +288,7 @@ def register(app: typer.Typer) -> None:
                 flows=flows,
                 out=out,
                 settings=settings,
-                now=parse_now(now),
+                now=options.now_option(now),
                 existing_policies=existing_policies,
                 namespaces_file=namespaces_file,
                 state=None if state is None else state_store.location(state),

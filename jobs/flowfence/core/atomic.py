@@ -14,8 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename or unlink in it), to disk.
+
+    A rename is durable only once its directory is synced, so every writer here syncs the
+    file before renaming it and the directory after."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -42,7 +46,7 @@ def write_bytes(path: Path, data: bytes) -> bool:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync(path.parent)
     return True
 
 
@@ -71,7 +75,7 @@ def sync_tree(root: Path, files: Mapping[str, bytes], *, owned: str) -> tuple[li
                 path.unlink()
                 removed.append(rel)
         if removed:
-            _fsync_dir(owned_dir)
+            fsync(owned_dir)
     return written, removed
 
 

@@ -1,11 +1,17 @@
-"""One run at a time per state directory.
+"""One writer at a time: a lock file in a directory, held with `flock`.
 
-The lock is the file `lock` in the state directory, held with `flock` for the whole run and
-holding the holder's pid, host and start time (JSON) for messages. The kernel releases a
-`flock` when its process dies, however it dies, so a lock whose file still names a holder but
-that nobody holds is stale: the next run takes it over with a warning naming the dead holder.
-A lock another process holds is refused with a message naming it (exit 1). A clean exit
-empties the file, so a non-empty file found unlocked always means a crashed run.
+Two users, two modes of the same lock:
+
+- the state directory of a run (`acquire(state)`): a second run is refused at once (LockHeld,
+  exit 1) with a message naming the holder;
+- the ingest store (`acquire(store / "_ingest", wait=True)`): writers queue, each commit
+  waits for the one before it.
+
+While held, the file holds the holder's pid, host and start time (JSON) for messages. The
+kernel releases a `flock` when its process dies, however it dies, so a file that names a
+holder but that nobody holds is stale: the next holder takes it over and `Lock.warning` names
+the dead one. A clean release empties the file, so a non-empty file found unlocked always
+means a crashed holder.
 
 The file is never deleted: deleting a locked file lets a third process lock a fresh inode
 while the first still holds the old one.
@@ -18,12 +24,13 @@ import fcntl
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flowfence.core import times
 from flowfence.core.errors import StateError
 
 LOCK_NAME = "lock"
@@ -39,6 +46,15 @@ class Holder:
     host: str
     started: str
 
+    @classmethod
+    def me(cls) -> Holder:
+        """This process, starting now."""
+        return cls(os.getpid(), socket.gethostname(), times.rfc3339(times.now()))
+
+    def record(self) -> bytes:
+        """The JSON a lock file or lock object holds."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
     def describe(self) -> str:
         return f"pid {self.pid} on host {self.host}, started {self.started}"
 
@@ -47,7 +63,7 @@ class Holder:
 class Lock:
     path: Path
     holder: Holder
-    took_over: Holder | None  # the crashed run whose lock this run took over
+    took_over: Holder | None  # the crashed holder whose lock this one took over
 
     @property
     def warning(self) -> str | None:
@@ -93,33 +109,53 @@ def _write(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-@contextlib.contextmanager
-def acquire(directory: Path) -> Iterator[Lock]:
-    """Hold the lock of `directory` (created if missing) for the `with` block.
+# Threads of this process queue on a lock of their own before the kernel's, one per lock file,
+# so at most one thread per process waits in `flock` and a held lock is never entered twice.
+_in_process: dict[Path, threading.Lock] = {}
+_in_process_guard = threading.Lock()
 
-    Raises LockHeld when another live process holds it."""
+
+def _thread_lock(path: Path) -> threading.Lock:
+    with _in_process_guard:
+        return _in_process.setdefault(path.resolve(), threading.Lock())
+
+
+def _refused(directory: Path, path: Path, holder: Holder | None) -> LockHeld:
+    who = holder.describe() if holder else "another process (starting up)"
+    return LockHeld(
+        f"state {directory} is locked by {who}: another flowfence run is using it; "
+        f"wait for it to finish (or, if no run is going, delete {path})"
+    )
+
+
+@contextlib.contextmanager
+def acquire(directory: Path, *, name: str = LOCK_NAME, wait: bool = False) -> Iterator[Lock]:
+    """Hold the lock file `directory/name` (both created if missing) for the `with` block.
+
+    `wait`: block until the lock is free. Without it, LockHeld when another holder (another
+    process, or another thread or `with` block of this one) has it."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK_NAME
+    path = directory / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        in_process = _thread_lock(path)
+        if not in_process.acquire(blocking=wait):
+            raise _refused(directory, path, _read_holder(fd))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            who = holder.describe() if holder else "another process (starting up)"
-            raise LockHeld(
-                f"state {directory} is locked by {who}: another flowfence run is using it; "
-                f"wait for it to finish (or, if no run is going, delete {path})"
-            ) from None
-        previous = _read_holder(fd)
-        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        me = Holder(os.getpid(), socket.gethostname(), started)
-        _write(fd, (json.dumps(me.__dict__, sort_keys=True) + "\n").encode())
-        try:
-            yield Lock(path, me, previous)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _refused(directory, path, _read_holder(fd)) from None
+            previous = _read_holder(fd)
+            me = Holder.me()
+            _write(fd, me.record() + b"\n")
+            try:
+                yield Lock(path, me, previous)
+            finally:
+                # Emptied before unlocking: an unlocked file that names a holder means a crash.
+                _write(fd, b"")
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            # Emptied before unlocking: an unlocked file that names a holder means a crash.
-            _write(fd, b"")
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            in_process.release()
     finally:
         os.close(fd)

@@ -12,8 +12,8 @@ Configuration comes from the usual AWS environment: `AWS_ENDPOINT_URL_S3` or
 `FLOWFENCE_S3_ADDRESSING_STYLE` (`path`, `virtual`, `auto`) overrides the addressing style,
 which is `path` by default with a custom endpoint (what most S3-compatible stores need).
 
-Writers that must not overwrite each other use `put_if`: `If-None-Match: *` to create,
-`If-Match: <etag>` to replace. A lost precondition is `PreconditionLost` (exit code 1).
+Single objects (a manifest, a lock) are read and written by objects.py, with conditional puts
+for writers that must not overwrite each other.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any, Literal
 
 import duckdb
 
-from flowfence.core.errors import ConfigError, FlowInputError, RuntimeFailure, StateError
+from flowfence.core import partitions, times
+from flowfence.core.errors import ConfigError, FlowInputError, RuntimeFailure
 
 SCHEME = "s3://"
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -40,13 +40,6 @@ _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
 # A key segment typed by the operator: no globs (DuckDB and fsspec expand them), no
 # query/fragment characters, no control characters, no backslashes.
 _SEGMENT = re.compile(r"[^\x00-\x1f\x7f*?\[\]{}#\\]+")
-_DATE = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-_HOUR = re.compile(r"hour=(\d{2})")
-_LOST_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
-
-
-class PreconditionLost(StateError):
-    """A conditional put found the object changed (or created) by another writer."""
 
 
 @dataclass(frozen=True, order=True)
@@ -179,7 +172,8 @@ def register(con: duckdb.DuckDBPyConnection, fs: Any) -> None:
     con.register_filesystem(fs)
 
 
-def _fail(what: str, url: S3Url, exc: BaseException) -> RuntimeFailure:
+def failure(what: str, url: S3Url, exc: BaseException) -> RuntimeFailure:
+    """The RuntimeFailure (exit 1) for an operation on `url` the store refused."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return RuntimeFailure(f"object store: cannot {what} {url.url}: {reason}")
 
@@ -202,38 +196,8 @@ class ObjectInfo:
     end: datetime | None = None
 
 
-def hive_span(rel: str) -> tuple[datetime, datetime] | None:
-    """The UTC span (naive) of a path under `date=YYYY-MM-DD[/hour=HH]`, None outside one.
-    ValueError names a malformed partition directory."""
-    day: date | None = None
-    hour: int | None = None
-    for name in rel.split("/")[:-1]:
-        if name.startswith("date="):
-            match = _DATE.fullmatch(name)
-            try:
-                day = date.fromisoformat(match.group(1)) if match else None
-            except ValueError:
-                day = None
-            if day is None:
-                raise ValueError(f"bad partition directory {name!r}, expected date=YYYY-MM-DD")
-        elif name.startswith("hour="):
-            match = _HOUR.fullmatch(name)
-            if day is None or match is None or int(match.group(1)) > 23:
-                raise ValueError(
-                    f"bad partition directory {name!r}, expected hour=00..23 inside date=YYYY-MM-DD"
-                )
-            hour = int(match.group(1))
-    if day is None:
-        return None
-    start = datetime(day.year, day.month, day.day)
-    if hour is None:
-        return start, start + timedelta(days=1)
-    start += timedelta(hours=hour)
-    return start, start + timedelta(hours=1)
-
-
 def _naive(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+    return None if moment is None else times.naive_utc(moment)
 
 
 def list_parquet(
@@ -259,7 +223,7 @@ def list_parquet(
     except FileNotFoundError:
         found = {}
     except OSError as exc:
-        raise _fail("list", root, exc) from None
+        raise failure("list", root, exc) from None
     out: list[ObjectInfo] = []
     for name, info in found.items():
         if info.get("type") != "file" or not name.endswith(".parquet"):
@@ -269,7 +233,7 @@ def list_parquet(
             continue
         try:
             # The whole key counts, so a root at .../date=2026-11-01 still prunes by hour.
-            span = hive_span(name[len(root.bucket) + 1 :])
+            span = partitions.span(name[len(root.bucket) + 1 :])
         except ValueError as exc:
             raise FlowInputError(f"flow logs: {root.url}/{rel}: {exc}") from None
         if span is not None and not ((hi is None or span[0] < hi) and (lo is None or span[1] > lo)):
@@ -290,127 +254,3 @@ def list_parquet(
     if not out and lo is None and hi is None:
         raise FlowInputError(f"flow logs: {root.url}: no Parquet files (*.parquet) found")
     return sorted(out, key=lambda o: o.rel)
-
-
-# ---- small objects --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Blob:
-    """An object's bytes and the ETag to make a later `put_if` conditional on."""
-
-    data: bytes
-    etag: str
-
-
-async def _get(fs: Any, url: S3Url) -> Blob:
-    resp = await fs._call_s3("get_object", Bucket=url.bucket, Key=url.key)
-    async with resp["Body"] as body:
-        data = await body.read()
-    return Blob(bytes(data), str(resp["ETag"]))
-
-
-def read_object(fs: Any, url: S3Url) -> Blob | None:
-    """The object at `url` with its ETag, None when there is none (one GET, no cache)."""
-    import fsspec.asyn  # type: ignore[import-untyped]
-
-    try:
-        blob: Blob = fsspec.asyn.sync(fs.loop, _get, fs, url)
-    except FileNotFoundError as exc:
-        if _code(exc) == "NoSuchBucket":
-            raise _fail("read", url, exc) from None
-        return None
-    except OSError as exc:
-        raise _fail("read", url, exc) from None
-    return blob
-
-
-def write_object(fs: Any, url: S3Url, data: bytes) -> str:
-    """Put `data` at `url` unconditionally; returns the new ETag."""
-    try:
-        resp = fs.call_s3("put_object", Bucket=url.bucket, Key=url.key, Body=data)
-    except OSError as exc:
-        raise _fail("write", url, exc) from None
-    fs.invalidate_cache(url.path)
-    return str(resp["ETag"])
-
-
-def _code(exc: BaseException) -> str | None:
-    """The S3 error code behind an s3fs exception (s3fs keeps botocore's as the cause)."""
-    response = getattr(exc.__cause__, "response", None)
-    error = response.get("Error") if isinstance(response, dict) else None
-    code = error.get("Code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _lost(exc: BaseException) -> bool:
-    code = _code(exc)
-    if code is not None:
-        return code in _LOST_CODES
-    return isinstance(exc, FileExistsError)
-
-
-def put_if(fs: Any, url: S3Url, data: bytes, *, etag: str | None) -> str:
-    """Put `data` at `url` only if the object is still as this writer last saw it: absent
-    (`etag=None`, `If-None-Match: *`) or at `etag` (`If-Match`). Returns the new ETag.
-
-    PreconditionLost when another writer got there first. A write that landed but whose
-    answer was lost (and whose retry then failed the precondition) still counts as done:
-    the object holding exactly `data` is checked before giving up.
-    """
-    match = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
-    try:
-        resp = fs.call_s3("put_object", Bucket=url.bucket, Key=url.key, Body=data, **match)
-    except OSError as exc:
-        if not _lost(exc):
-            raise _fail("write", url, exc) from None
-        current = read_object(fs, url)
-        if current is not None and current.data == data:
-            return current.etag
-        expected = "no object" if etag is None else f"ETag {etag}"
-        raise PreconditionLost(
-            f"object store: {url.url} was changed by another writer since this run read it "
-            f"(expected {expected}); this run's result was not committed, the other "
-            "writer's stands"
-        ) from None
-    finally:
-        fs.invalidate_cache(url.path)
-    return str(resp["ETag"])
-
-
-def delete(fs: Any, urls: Iterable[S3Url]) -> None:
-    """Delete the objects (missing ones are fine)."""
-    paths = [u.path for u in urls]
-    if not paths:
-        return
-    try:
-        fs.rm(paths)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _fail("delete", S3Url(paths[0].split("/", 1)[0]), exc) from None
-
-
-def upload(fs: Any, local: Path, url: S3Url) -> None:
-    """Copy a local file (or a directory tree, recursively) to `url`."""
-    try:
-        fs.put(str(local), url.path, recursive=local.is_dir())
-    except OSError as exc:
-        raise _fail("upload to", url, exc) from None
-    fs.invalidate_cache(url.path)
-
-
-def list_names(fs: Any, url: S3Url) -> list[str]:
-    """The names of the objects directly under `url` (no recursion), sorted."""
-    try:
-        entries = fs.ls(url.path, detail=True, refresh=True)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise _fail("list", url, exc) from None
-    prefix = url.path + "/"
-    return sorted(
-        e["name"][len(prefix) :]
-        for e in entries
-        if e.get("type") == "file" and e["name"].startswith(prefix)
-    )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from flowfence.core import objectstore
+from flowfence.core import objectstore, partitions
 from flowfence.core.errors import FlowInputError
 from flowfence.flows import encodings
 
@@ -144,7 +144,7 @@ def _open_store(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
 def _partition(file: Path, dirs: Sequence[str]) -> _Part:
     """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
     try:
-        span = objectstore.hive_span("/".join([*dirs, file.name]))
+        span = partitions.span("/".join([*dirs, file.name]))
     except ValueError as exc:
         raise FlowInputError(f"flow logs: {file.parent}: {exc}") from None
     return _Part(str(file)) if span is None else _Part(str(file), *span)

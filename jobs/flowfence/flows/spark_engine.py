@@ -37,7 +37,7 @@ from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.readwriter import DataFrameReader
 
-from flowfence.core import objectstore
+from flowfence.core import partitions
 from flowfence.core.errors import FlowInputError, RuntimeFailure
 from flowfence.flows import edges, encodings, sources, spark_sql
 
@@ -228,7 +228,7 @@ def partition_span(file: str) -> Span:
     """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
     parent = PurePosixPath(_SCHEME_AUTHORITY.sub("", file)).parent.parts
     try:
-        span = objectstore.hive_span("/".join([*parent, "file"]))
+        span = partitions.span("/".join([*parent, "file"]))
     except ValueError as exc:
         raise FlowInputError(f"flow logs: {file}: {exc}") from None
     return Span() if span is None else Span(*span)

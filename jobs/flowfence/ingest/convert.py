@@ -28,12 +28,12 @@ import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 import duckdb
 
+from flowfence.core import database, times
 from flowfence.core.errors import BadInput
 from flowfence.ingest import fast as ingest_fast
 from flowfence.ingest import scan as ingest_scan
@@ -132,19 +132,11 @@ class Tally:
 
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
     """A DuckDB for the writes: bounded memory and threads, spilling into _ingest/tmp."""
-    con = duckdb.connect(
-        config={
-            "memory_limit": DUCKDB_MEMORY_LIMIT,
-            "threads": DUCKDB_THREADS,
-            "partitioned_write_flush_threshold": DUCKDB_FLUSH_ROWS,
-            "temp_directory": str(store.tmp),
-            "preserve_insertion_order": False,
-        }
+    return database.connect(
+        database.Resources(DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS, store.tmp),
+        partitioned_write_flush_threshold=DUCKDB_FLUSH_ROWS,
+        preserve_insertion_order=False,
     )
-    # The progress bar writes to stdout, which carries only the summary. It cannot be set in
-    # the connect config once another in-memory database exists in the process.
-    con.execute("SET enable_progress_bar = false")
-    return con
 
 
 def write_lines(
@@ -204,7 +196,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def now_text() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return times.rfc3339(times.now())
 
 
 def ingest_file(

@@ -14,10 +14,11 @@ strings reaches the Parquet writer. Strings are stored as data, never put into S
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+
+from flowfence.core import times
 
 # Unix seconds outside [2000-01-01, 2200-01-01) are not a flow log's; they would also make
 # nonsense partitions.
@@ -103,16 +104,16 @@ def epoch(value: Any, field: str) -> int:
         raise LineError(f"{field}: missing")
     if isinstance(value, str) and not value.lstrip("-").isdigit():
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00", 1))
-        except ValueError:
+            moment = times.parse(value)
+        except times.MissingOffset:
+            raise LineError(f"{field}: time without a zone: {value!r:.40}") from None
+        except times.TimeError:
             raise LineError(
                 f"{field}: not Unix seconds or an RFC 3339 time: {value!r:.40}"
             ) from None
-        if moment.tzinfo is None:
-            raise LineError(f"{field}: time without a zone: {value!r:.40}")
         if moment.microsecond:
             raise LineError(f"{field}: fractional seconds are not Calico's: {value!r:.40}")
-        seconds = int(moment.astimezone(UTC).timestamp())
+        seconds = int(moment.timestamp())
     else:
         number = integer(value, field)
         assert number is not None

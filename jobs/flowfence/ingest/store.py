@@ -19,12 +19,9 @@ input is either in the store once, with its manifest entry, or not at all.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -33,15 +30,13 @@ from typing import Any
 
 import duckdb
 
-from flowfence.core import atomic, sql
+from flowfence.core import atomic, lock, partitions, sql
 from flowfence.core.errors import RuntimeFailure, StateError
 
 MANIFEST_VERSION = 1
 ID_LENGTH = 16
-_PARTITION = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}")
 _OURS = re.compile(r"(ingest-([0-9a-f]{16})-[0-9]+_[0-9]+|compact-[0-9a-f]{32})\.parquet")
 _GLOB = re.compile(r"([\[*?])")
-_PROCESS_LOCK = threading.Lock()  # flock does not order threads that share one open file
 
 
 @dataclass(frozen=True)
@@ -68,12 +63,12 @@ class CompactResult:
     files_after: int
 
 
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def input_id(rel: str) -> str | None:
+    """The input id in the name of a data file at `rel` (relative to the store root), None
+    for anything else: files of other writers, compacted files, files outside a partition."""
+    partition, _, name = rel.rpartition("/")
+    match = _OURS.fullmatch(name)
+    return match.group(2) if match and partitions.is_hour_path(partition) else None
 
 
 def literal_glob(path: Path) -> str:
@@ -101,15 +96,13 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        with _PROCESS_LOCK, (self.meta / "lock").open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                if not self._recovered:
-                    self._recover()
-                    self._recovered = True
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        """Hold the store's lock (waiting for other writers); the first holder in this process
+        recovers what an interrupted writer left."""
+        with lock.acquire(self.meta, wait=True):
+            if not self._recovered:
+                self._recover()
+                self._recovered = True
+            yield
 
     def _recover(self) -> None:
         """Finish an interrupted compaction, drop files of inputs that never committed and
@@ -117,14 +110,14 @@ class Store:
         self._finish_compaction()
         known = {sha[:ID_LENGTH] for sha in self.entries()}
         for file in self._data_files():
-            match = _OURS.fullmatch(file.name)
-            if match and match.group(2) and match.group(2) not in known:
+            ident = input_id(file.relative_to(self.root).as_posix())
+            if ident is not None and ident not in known:
                 file.unlink()
         for leftover in self.staging.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
 
     def _data_files(self) -> Iterator[Path]:
-        for partition in sorted(self.root.glob("date=*/hour=*")):
+        for partition in sorted(self.root.glob(partitions.HOUR_GLOB)):
             if partition.is_dir():
                 yield from sorted(p for p in partition.iterdir() if p.is_file())
 
@@ -184,38 +177,38 @@ class Store:
         moves: list[tuple[Path, Path]] = []
         for file in sorted(staging.rglob("*.parquet")):
             rel = file.parent.relative_to(staging).as_posix()
-            if not _PARTITION.fullmatch(rel) or not _OURS.fullmatch(file.name):
+            if not partitions.is_hour_path(rel) or not _OURS.fullmatch(file.name):
                 raise RuntimeFailure(f"unexpected staged file {file}")
             target = self.root / rel / file.name
             if target.exists():
                 raise RuntimeFailure(f"{target} already exists")
             moves.append((file, target))
         for file, _ in moves:
-            fsync_path(file)
+            atomic.fsync(file)
         for file, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
             file.rename(target)
         # The renames must be on disk before the manifest says the input is in the store.
         for directory in sorted({t.parent for _, t in moves} | {t.parent.parent for _, t in moves}):
-            fsync_path(directory)
-        fsync_path(self.root)
+            atomic.fsync(directory)
+        atomic.fsync(self.root)
 
     # ---- compaction -----------------------------------------------------------------------
 
     def compact(self, con: duckdb.DuckDBPyConnection) -> CompactResult:
         """Merge the files of each partition into one, sorted by start_time."""
-        partitions = before = after = 0
+        merged = before = after = 0
         with self.locked():
-            for partition in sorted(self.root.glob("date=*/hour=*")):
+            for partition in sorted(self.root.glob(partitions.HOUR_GLOB)):
                 files = [p for p in sorted(partition.glob("*.parquet")) if _OURS.fullmatch(p.name)]
                 before += len(files)
                 if len(files) < 2:
                     after += len(files)
                     continue
                 self._compact_one(con, partition, files)
-                partitions += 1
+                merged += 1
                 after += 1
-        return CompactResult(partitions, before, after)
+        return CompactResult(merged, before, after)
 
     def _compact_one(
         self, con: duckdb.DuckDBPyConnection, partition: Path, files: list[Path]
@@ -230,9 +223,9 @@ class Store:
         }
         atomic.write_text(self.journal_path, json.dumps(journal) + "\n")
         sql.execute(con, "ingest_compact", files=[literal_glob(f) for f in files], out=str(tmp))
-        fsync_path(tmp)
+        atomic.fsync(tmp)
         tmp.rename(partition / name)
-        fsync_path(partition)
+        atomic.fsync(partition)
         self._finish_compaction()
 
     def _finish_compaction(self) -> None:
@@ -245,7 +238,7 @@ class Store:
         except ValueError as exc:
             raise StateError(f"{self.journal_path}: unreadable: {exc}") from None
         partition = self.root / str(journal["partition"])
-        if not _PARTITION.fullmatch(str(journal["partition"])):
+        if not partitions.is_hour_path(str(journal["partition"])):
             raise StateError(f"{self.journal_path}: bad partition {journal['partition']!r}")
         names = [str(journal["new"]), str(journal["tmp"]), *map(str, journal["old"])]
         if any("/" in n or n.startswith("..") for n in names):
@@ -255,6 +248,6 @@ class Store:
                 (partition / old).unlink(missing_ok=True)
         else:
             (partition / names[1]).unlink(missing_ok=True)
-        fsync_path(partition)
+        atomic.fsync(partition)
         self.journal_path.unlink()
-        fsync_path(self.meta)
+        atomic.fsync(self.meta)

@@ -17,24 +17,20 @@ between publishing its objects and its manifest), as ingest_store.py does on dis
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
-import socket
 import tempfile
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowfence.core import objectstore
+from flowfence.core import objects, objectstore, partitions
 from flowfence.core.errors import BadInput, StateError
-from flowfence.core.objectstore import PreconditionLost, S3Url
+from flowfence.core.lock import Holder
+from flowfence.core.objects import PreconditionLost
+from flowfence.core.objectstore import S3Url
 from flowfence.ingest import convert as ingest
-from flowfence.ingest.store import ID_LENGTH, Store
+from flowfence.ingest.store import ID_LENGTH, Store, input_id
 
 META = "_ingest"
-_DATA = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}/ingest-([0-9a-f]{16})-\d+_\d+\.parquet")
 
 
 class StoreLocked(StateError):
@@ -44,15 +40,10 @@ class StoreLocked(StateError):
 @contextlib.contextmanager
 def _locked(fs: Any, root: S3Url) -> Iterator[None]:
     lock = root.join(META, "lock")
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
     try:
-        objectstore.put_if(fs, lock, json.dumps(me, sort_keys=True).encode(), etag=None)
+        objects.put_if(fs, lock, Holder.me().record(), etag=None)
     except PreconditionLost:
-        held = objectstore.read_object(fs, lock)
+        held = objects.read_object(fs, lock)
         who = held.data.decode(errors="replace").strip() if held else "another writer"
         raise StoreLocked(
             f"store {root.url} is locked by {who}: another ingest is writing it; wait for it "
@@ -61,7 +52,7 @@ def _locked(fs: Any, root: S3Url) -> Iterator[None]:
     try:
         yield
     finally:
-        objectstore.delete(fs, [lock])
+        objects.delete(fs, [lock])
 
 
 def _remote_data(fs: Any, root: S3Url) -> dict[str, str]:
@@ -74,9 +65,9 @@ def _remote_data(fs: Any, root: S3Url) -> dict[str, str]:
     out = {}
     for name in found:
         rel = name[len(root.path) + 1 :]
-        match = _DATA.fullmatch(rel)
-        if match:
-            out[rel] = match.group(1)
+        ident = input_id(rel)
+        if ident is not None:
+            out[rel] = ident
     return out
 
 
@@ -99,7 +90,7 @@ def ingest_to(
     manifest = root.join(META, "manifest.json")
     with _locked(fs, root), tempfile.TemporaryDirectory(prefix="flowfence-ingest-") as tmp:
         stage = Path(tmp)
-        blob = objectstore.read_object(fs, manifest)
+        blob = objects.read_object(fs, manifest)
         (stage / META).mkdir()
         if blob is not None:
             (stage / META / "manifest.json").write_bytes(blob.data)
@@ -107,16 +98,16 @@ def ingest_to(
         orphans = [
             root.join(rel) for rel, ident in _remote_data(fs, root).items() if ident not in known
         ]
-        objectstore.delete(fs, orphans)
+        objects.delete(fs, orphans)
         summary = ingest.ingest(sources, stage, fmt=fmt, chunk_rows=chunk_rows)
-        staged = sorted(p for p in stage.glob("date=*/hour=*/*.parquet") if p.is_file())
+        staged = sorted(p for p in stage.glob(f"{partitions.HOUR_GLOB}/*.parquet") if p.is_file())
         for file in staged:
             # Streamed (multipart when large): memory stays bounded; the lock means no other
             # writer, and recovery above removed objects of dead ones.
-            objectstore.upload(fs, file, root.join(file.relative_to(stage).as_posix()))
+            objects.upload(fs, file, root.join(file.relative_to(stage).as_posix()))
         local = stage / META / "manifest.json"
         if local.exists() and (blob is None or local.read_bytes() != blob.data):
-            objectstore.put_if(
+            objects.put_if(
                 fs, manifest, local.read_bytes(), etag=None if blob is None else blob.etag
             )
     return summary

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
 
 from flowfence.calico.selector import parse, quote
+from flowfence.core.times import rfc3339
 from flowfence.learn.model import (
     Recommendation,
     Rule,
@@ -89,13 +90,6 @@ def dump(doc: Mapping[str, Any]) -> bytes:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def timestamp(value: datetime) -> str:
-    """RFC 3339 UTC with `Z`; naive datetimes are UTC (the flows view is naive UTC)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def selector(text: str) -> str:
     """Check a selector we wrote parses as Calico would, and return it unchanged."""
     parse(text)
@@ -140,7 +134,7 @@ def status_of(
         updated = changed
     if not _STATUS.fullmatch(status):
         raise ValueError(f"bad status {status!r}")
-    return status, timestamp(updated)
+    return status, rfc3339(updated)
 
 
 def types(rec: Recommendation) -> list[str]:
@@ -195,7 +189,7 @@ def _annotations(rule: Rule, flavor: str) -> dict[str, str]:
     elif rule.service is not None:
         notes[f"{TIGERA}/name"] = rule.service.name
         notes[f"{TIGERA}/namespace"] = rule.service.namespace or ""
-    notes[f"{OURS}/firstSeen"] = timestamp(rule.evidence.first_seen)
+    notes[f"{OURS}/firstSeen"] = rfc3339(rule.evidence.first_seen)
     if rule.scope == "Domains" and rule.nets:
         notes[f"{OURS}/domains"] = ",".join(rule.domains)
     if rule.note:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from flowfence.calico.evaluate import Endpoint
+from flowfence.core.times import rfc3339
 from flowfence.replay.audit import DeniedEdge, PolicyTally, ReplayReport
 
 SCHEMA_VERSION = 1
@@ -31,7 +32,7 @@ def port_text(d: DeniedEdge) -> str:
 
 
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if value is None else rfc3339(value)
 
 
 def _endpoint(e: Endpoint) -> dict[str, Any]:

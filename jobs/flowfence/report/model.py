@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
+# Re-exported: report code formats times as rpt.rfc3339.
+from flowfence.core.times import rfc3339 as rfc3339
+
 MARKDOWN_LIMIT = 65_000
-
-
-def rfc3339(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

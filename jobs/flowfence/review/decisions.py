@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 
 from flowfence.calico import names as validate
-from flowfence.core import atomic
+from flowfence.core import atomic, times
 from flowfence.core.errors import ConfigError
+
+# Re-exported: review code formats times as decisions.rfc3339.
+from flowfence.core.times import rfc3339 as rfc3339
 
 Verdict = Literal["accept", "enforce", "dismiss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
@@ -101,28 +104,6 @@ def path_in(out: Path) -> Path:
     return out / FILE_NAME
 
 
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: object, where: str) -> datetime:
-    """An RFC 3339 time with a zone; YAML may already have turned it into a datetime."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{where}: not an RFC 3339 time: {value!r}") from None
-    elif isinstance(value, date):
-        raise ConfigError(f"{where}: needs a time and a zone, e.g. {value.isoformat()}T00:00:00Z")
-    else:
-        raise ConfigError(f"{where}: expected an RFC 3339 time, got {type(value).__name__}")
-    if moment.tzinfo is None:
-        raise ConfigError(f"{where}: needs a time zone, e.g. {moment.isoformat()}Z")
-    return moment.astimezone(UTC)
-
-
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: required, a non-empty string")
@@ -158,8 +139,8 @@ def parse_entry(namespace: str, raw: object, where: str) -> Decision:
         decision=verdict,
         reason=_text(raw.get("reason"), f"{at}: field 'reason'"),
         author=_text(raw.get("author"), f"{at}: field 'author'"),
-        decided=None if decided is None else parse_time(decided, f"{at}: field 'decided'"),
-        expires=None if expires is None else parse_time(expires, f"{at}: field 'expires'"),
+        decided=None if decided is None else times.parse_field(decided, f"{at}: field 'decided'"),
+        expires=None if expires is None else times.parse_field(expires, f"{at}: field 'expires'"),
     )
 
 

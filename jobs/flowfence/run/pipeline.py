@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import polars as pl
@@ -22,6 +22,7 @@ import polars as pl
 from flowfence.calico import names as validate
 from flowfence.config.settings import Settings
 from flowfence.core import atomic, checkpoints
+from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.flows import sources
 from flowfence.flows.edges import KEY_COLUMNS
@@ -95,22 +96,6 @@ class RunResult:
     def output_changed(self) -> bool:
         """Whether this run wrote or removed a file under policies/ (`--detailed-exitcode`)."""
         return any(p.startswith("policies/") for p in (*self.written, *self.removed))
-
-
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the memory, thread and spill settings applied."""
-    config: dict[str, Any] = {}
-    if settings.memory_limit:
-        config["memory_limit"] = settings.memory_limit
-    if settings.threads:
-        config["threads"] = settings.threads
-    if settings.temp_dir:
-        config["temp_directory"] = str(settings.temp_dir)
-    con = duckdb.connect(config=config)
-    # DuckDB's progress bar writes to stdout, which carries only data (`--output json`); it is
-    # a session setting (DuckDB 2 refuses it in the connect-time config).
-    con.execute("SET enable_progress_bar = false")
-    return con
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from flowfence.core import lock, objectstore
+from flowfence.core import lock, objects, objectstore
 from flowfence.core.errors import ConfigError, StateError
-from flowfence.core.objectstore import PreconditionLost, S3Url
+from flowfence.core.objects import PreconditionLost
+from flowfence.core.objectstore import S3Url
 from flowfence.state import tables as state
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class RemoteStore:
         )
 
     def load(self) -> state.State:
-        blob = objectstore.read_object(self.fs, self._manifest)
+        blob = objects.read_object(self.fs, self._manifest)
         if blob is None:
             self.etag, self.remote = None, {}
             return state.new()
@@ -162,12 +163,12 @@ class RemoteStore:
     def collect_garbage(self, prior: state.State) -> None:
         keep = set(self.remote.values())
         doomed = []
-        for name in objectstore.list_names(self.fs, self.root):
+        for name in objects.list_names(self.fs, self.root):
             match = _REMOTE_TABLE.fullmatch(name)
             ours = match is not None and match.group(1) in state.TABLES
             if ours and match and name not in keep and int(match.group(2)) <= prior.generation:
                 doomed.append(self.root.join(name))
-        objectstore.delete(self.fs, doomed)
+        objects.delete(self.fs, doomed)
 
     def commit(self, prior: state.State, new_state: state.State) -> state.State:
         committed = state.commit(self.stage, prior, new_state)
@@ -182,15 +183,15 @@ class RemoteStore:
                     key = f"{local.removesuffix('.parquet')}-{token}.parquet"
                     target = self.root.join(key)
                     data = (self.stage / local).read_bytes()
-                    objectstore.put_if(self.fs, target, data, etag=None)
+                    objects.put_if(self.fs, target, data, etag=None)
                     uploaded.append(target)
                 remote[local] = key
             manifest["tables"] = {n: remote[f] for n, f in committed.table_files.items()}
             body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-            etag = objectstore.put_if(self.fs, self._manifest, body, etag=self.etag)
+            etag = objects.put_if(self.fs, self._manifest, body, etag=self.etag)
         except PreconditionLost:
             with contextlib.suppress(StateError, OSError):
-                objectstore.delete(self.fs, uploaded)
+                objects.delete(self.fs, uploaded)
             raise StateConflict(
                 f"state {self.root.url}: another flowfence run committed a new generation "
                 f"while this run was computing generation {committed.generation}; this run's "

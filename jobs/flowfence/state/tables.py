@@ -41,7 +41,7 @@ from typing import Any
 import polars as pl
 
 from flowfence import __version__
-from flowfence.core import atomic, checkpoints
+from flowfence.core import atomic, checkpoints, times
 from flowfence.core.errors import StateError
 from flowfence.flows.edges import EDGE_SCHEMA
 
@@ -182,14 +182,15 @@ def _time(value: Any, directory: Path, key: str) -> datetime | None:
     if not isinstance(value, str):
         raise _refuse(directory, f"manifest field {key!r} is not a time")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = times.parse(value)
+    except times.TimeError:
         raise _refuse(directory, f"manifest field {key!r} is not a time: {value!r}") from None
-    return moment.replace(tzinfo=None)
+    return times.naive_utc(moment)
 
 
 def _stamp(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Microseconds kept: the watermark must come back exactly as it was.
+    return None if value is None else times.rfc3339(value, fraction=True)
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -260,23 +261,11 @@ def load(directory: Path) -> State:
     )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_table(path: Path, frame: pl.DataFrame) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic.fsync(tmp)
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -298,7 +287,7 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
             continue
         names[name] = f"{name}-{generation:06d}.parquet"
         _write_table(directory / names[name], frame)
-    _fsync_dir(directory)
+    atomic.fsync(directory)
     checkpoints.reached("after-state-tables")
     manifest = {
         "format": FORMAT,
@@ -344,5 +333,5 @@ def collect_garbage(directory: Path, keep: Any) -> list[str]:
             path.unlink()
             removed.append(name)
     if removed:
-        _fsync_dir(directory)
+        atomic.fsync(directory)
     return removed

@@ -1,0 +1,48 @@
+"""Options several commands share, defined once so they read and behave the same everywhere.
+
+Times: every time option (`--now`, `--since`, `--until`, `--expires`, `--start`) is RFC 3339
+with an offset and goes through `core.times`; a time without one is refused (exit 2) with a
+hint to append `Z`. DuckDB resources: `run` and `replay` take the same `--memory-limit`,
+`--threads` and `--temp-dir`, with the same environment variables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flowfence.core import times
+
+MemoryLimit = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        envvar="FLOWFENCE_MEMORY_LIMIT",
+        help="DuckDB memory_limit (4GB, 512MiB).",
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads", envvar="FLOWFENCE_THREADS", help="DuckDB threads."),
+]
+TempDir = Annotated[
+    Path | None,
+    typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
+]
+Now = Annotated[
+    str | None,
+    typer.Option("--now", help=f"Fix the clock (RFC 3339, e.g. {times.EXAMPLE})."),
+]
+
+
+def time_option(value: str | None, option: str) -> datetime | None:
+    """An RFC 3339 time option (UTC), None when not given; exit 2 naming `option` otherwise."""
+    return None if value is None else times.parse_option(value, option)
+
+
+def now_option(value: str | None) -> datetime:
+    """`--now`, or the wall clock (to the second) when not given."""
+    return times.now() if value is None else times.parse_option(value, "--now")
