@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -92,3 +94,77 @@ def test_a_killed_runs_lock_is_taken_over(flows: Path, tmp_path: Path, run_cli: 
     assert result.code == 0, result.err
     assert f"took over a stale state lock from pid {victim.pid}" in result.err
     assert "no such process" in result.err
+
+
+# ---- the waiting mode (the ingest store's writers queue) --------------------------------------
+
+
+def test_waiting_holders_of_one_process_queue_in_turn(tmp_path: Path) -> None:
+    inside: list[int] = []
+    overlaps: list[int] = []
+    entered = threading.Event()
+
+    def writer(n: int) -> None:
+        with lock.acquire(tmp_path, name="store-lock", wait=True):
+            entered.set()
+            if inside:
+                overlaps.append(n)
+            inside.append(n)
+            time.sleep(0.02)
+            inside.remove(n)
+
+    with lock.acquire(tmp_path, name="store-lock", wait=True):
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        assert not entered.wait(0.2)  # all four wait while this holder has it
+    for thread in threads:
+        thread.join(timeout=30)
+    assert entered.is_set() and overlaps == [] and inside == []
+    assert (tmp_path / "store-lock").read_text() == ""
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from flowfence.core import lock
+directory, marker = Path(sys.argv[1]), Path(sys.argv[2])
+with lock.acquire(directory, name="store-lock", wait=True):
+    marker.write_text("held")
+    while marker.exists():
+        time.sleep(0.01)
+"""
+
+
+def test_a_waiting_holder_waits_for_another_process(tmp_path: Path) -> None:
+    marker = tmp_path / "held"
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        # The other mode, meanwhile, is refused at once, naming the holder.
+        with (
+            pytest.raises(lock.LockHeld, match=f"pid {child.pid} on host"),
+            lock.acquire(tmp_path, name="store-lock"),
+        ):
+            pass
+        got = threading.Event()
+        took_over: list[lock.Holder | None] = []
+
+        def wait() -> None:
+            with lock.acquire(tmp_path, name="store-lock", wait=True) as held:
+                took_over.append(held.took_over)
+                got.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        assert not got.wait(0.3)
+        marker.unlink()
+        waiter.join(timeout=60)
+        assert got.is_set() and took_over == [None]  # released cleanly, not crashed
+    finally:
+        marker.unlink(missing_ok=True)
+        child.wait(timeout=60)
+    assert child.returncode == 0

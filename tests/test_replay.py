@@ -15,6 +15,7 @@ from flowfence.calico.evaluate import Edge, Evaluator
 from flowfence.calico.hits import parse_hit
 from flowfence.calico.policies import load_namespaces, load_policies, policy_set
 from flowfence.cli.app import main
+from flowfence.core import database
 from flowfence.core.errors import ConfigError
 from flowfence.flows import edges, sources
 from flowfence.replay import audit as replay
@@ -162,6 +163,52 @@ def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     bad.write_text("kind: [")
     assert main(["replay", "--policies", str(bad), "--flows", str(DEMO)]) == 2
     assert "bad.yaml: malformed YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "hint"),
+    [
+        ("--since", "2026-11-01T00:00:00", "append Z for UTC, e.g. 2026-11-01T00:00:00Z"),
+        ("--until", "2026-11-02", "e.g. 2026-11-02T00:00:00Z"),
+    ],
+)
+def test_a_window_without_an_offset_is_refused_as_run_refuses_it(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, hint: str
+) -> None:
+    # replay used to take a zone-less time as UTC while `run --now` refused it; both refuse.
+    assert main([*ARGS, "--output", "json", option, value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{option}: needs a time" in captured.err and hint in captured.err
+
+
+def test_duckdb_gets_the_resource_options_and_never_draws_its_progress_bar(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    settings: list[tuple[Any, ...]] = []
+    real_connect = database.connect
+
+    def connect(limits: Any = None, **options: Any) -> duckdb.DuckDBPyConnection:
+        con = real_connect(limits, **options)
+        settings.extend(
+            con.sql(
+                "SELECT current_setting('threads'), current_setting('memory_limit'), "
+                "current_setting('temp_directory'), current_setting('enable_progress_bar_print')"
+            ).fetchall()
+        )
+        # As a terminal or a notebook may: a bar for every query, at once.
+        con.execute("SET progress_bar_time = 0")
+        return con
+
+    monkeypatch.setattr(database, "connect", connect)
+    monkeypatch.setenv("FLOWFENCE_THREADS", "1")
+    args = ["--output", "json", "--memory-limit", "512MiB", "--temp-dir", str(tmp_path)]
+    assert main([*ARGS, *args]) == 0
+    out = capfd.readouterr().out
+    assert json.loads(out)["summary"]["edges"] > 0  # stdout is the report and nothing else
+    assert settings == [(1, "512.0 MiB", str(tmp_path), False)]
+    assert main([*ARGS, "--threads", "0"]) == 2
+    assert "--threads: must be at least 1" in capfd.readouterr().err
 
 
 def test_time_window_limits_the_edges(capsys: pytest.CaptureFixture[str]) -> None:

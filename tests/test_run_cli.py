@@ -66,6 +66,8 @@ def test_bad_now_exits_2(run_cli: Runner, flowlog: FlowLog, tmp_path: Path, now:
     result = run_cli(["run", "--flows", str(flows), "--out", str(tmp_path / "o"), "--now", now])
     assert result.code == 2
     assert "--now" in result.err and result.out == ""
+    if now == "2026-11-02T00:00:00":  # no offset: refused as replay refuses it, with the fix
+        assert "append Z for UTC, e.g. 2026-11-02T00:00:00Z" in result.err
 
 
 def test_bad_flavor_exits_2(run_cli: Runner, flowlog: FlowLog, tmp_path: Path) -> None:

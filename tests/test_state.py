@@ -3,9 +3,10 @@ committed atomically, refused (and left alone) when corrupt or newer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -170,3 +171,17 @@ def test_bad_state_is_refused_and_left_alone(
 def test_a_missing_manifest_is_a_new_state(tmp_path: Path) -> None:
     fresh = state.load(tmp_path / "nowhere")
     assert fresh.generation == 0 and fresh.edges.height == 0
+
+
+def test_manifest_times_keep_their_microseconds_on_disk(tmp_path: Path) -> None:
+    moment = datetime(2026, 10, 1, 3, 4, 5, 678901)
+    timed = dataclasses.replace(state.new(), origin=moment, watermark=moment, now=moment)
+    state.commit(tmp_path, state.new(), timed)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["watermark"] == manifest["now"] == "2026-10-01T03:04:05.678901Z"
+    loaded = state.load(tmp_path)
+    assert (loaded.origin, loaded.watermark, loaded.now) == (moment, moment, moment)
+    manifest["now"] = "2026-10-01T03:04:05"  # no offset: not a time flowfence wrote
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StateError, match="manifest field 'now' is not a time"):
+        state.load(tmp_path)

@@ -20,12 +20,14 @@ from typing import Any
 import yaml
 from conftest import FlowLog
 
+from flowfence.core import partitions, times
+
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times.rfc3339(moment)
 
 
 def flow_rows(when: datetime, *, pair: bool = True, **fields: Any) -> list[dict[str, Any]]:
@@ -39,7 +41,7 @@ def write_hour(root: Path, rows: Iterable[Mapping[str, Any]], name: str = "flows
     """Write `rows` into the hour partition of the first row's start time."""
     rows = list(rows)
     first = datetime.fromtimestamp(rows[0]["start_time"], UTC)
-    part = root / f"date={first:%Y-%m-%d}" / f"hour={first:%H}" / f"{name}.parquet"
+    part = root / partitions.hour_path(first) / f"{name}.parquet"
     return FlowLog().write(part, rows)
 
 
