@@ -102,11 +102,12 @@ def _read_holder(fd: int) -> Holder | None:
         return Holder(-1, "unknown", "unknown")
 
 
-def _write(fd: int, data: bytes) -> None:
+def _write(fd: int, data: bytes, *, sync: bool) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, data)
-    os.fsync(fd)
+    if sync:
+        os.fsync(fd)
 
 
 # Threads of this process queue on a lock of their own before the kernel's, one per lock file,
@@ -148,12 +149,15 @@ def acquire(directory: Path, *, name: str = LOCK_NAME, wait: bool = False) -> It
                 raise _refused(directory, path, _read_holder(fd)) from None
             previous = _read_holder(fd)
             me = Holder.me()
-            _write(fd, me.record() + b"\n")
+            # A crashed process's record survives in the page cache; syncing it also survives
+            # a power cut. Worth it once per run, not on every store commit (many a second
+            # under `receive`, each already syncing its files), so waiting holders skip it.
+            _write(fd, me.record() + b"\n", sync=not wait)
             try:
                 yield Lock(path, me, previous)
             finally:
                 # Emptied before unlocking: an unlocked file that names a holder means a crash.
-                _write(fd, b"")
+                _write(fd, b"", sync=not wait)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             in_process.release()

@@ -5,7 +5,7 @@ Layout (readable by `sources.bind_flows`, which skips `_`-prefixed directories):
     STORE/date=YYYY-MM-DD/hour=HH/ingest-<id>-<chunk>_<n>.parquet   rows of one input
     STORE/date=YYYY-MM-DD/hour=HH/compact-<uuid>.parquet            after --compact
     STORE/_ingest/manifest.json   every ingested input: sha256 -> what it added
-    STORE/_ingest/lock            flock'd while the store changes
+    STORE/_ingest/lock            core/lock.py's lock (waiting mode), held while the store changes
     STORE/_ingest/staging/        chunks being written, invisible to readers
 
 An input (a file, the unread tail of a growing file, or one HTTP batch) is written to staging
