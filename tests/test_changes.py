@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
-from flowfence.calico.policies import policy_set
+from flowfence.calico.policy_docs import policy_set
 from flowfence.config.settings import Settings
 from flowfence.learn.model import (
     PUBLIC_FALLBACK,

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowfence.calico.policies import load_namespaces, load_policies
+from flowfence.calico.policy_docs import load_namespaces, load_policies
 from flowfence.core.errors import ConfigError, ExitCode
 from flowfence.flows import edges, sources
 from flowfence.replay import audit as replay

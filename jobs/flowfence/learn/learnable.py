@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from flowfence.calico.evaluate import Edge, Evaluator
-from flowfence.calico.policies import PolicySet, load_policies
+from flowfence.calico.policies import PolicySet
+from flowfence.calico.policy_docs import load_policies
 from flowfence.config.settings import Settings
 from flowfence.learn import exclude, namespaces
 from flowfence.learn.model import Recommendation

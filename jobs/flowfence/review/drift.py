@@ -20,7 +20,8 @@ import polars as pl
 
 from flowfence.calico import cidr
 from flowfence.calico.evaluate import Edge, Evaluator
-from flowfence.calico.policies import PolicySet, policy_set
+from flowfence.calico.policies import PolicySet
+from flowfence.calico.policy_docs import policy_set
 from flowfence.learn.model import Rule
 
 
