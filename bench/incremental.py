@@ -37,7 +37,7 @@ from flowfence.config.settings import Settings
 from flowfence.core import atomic
 from flowfence.fixtures.generate import DEFAULT_ROWS_PER_HOUR, generate
 from flowfence.flows import sources
-from flowfence.report import model as rpt
+from flowfence.report import markdown, run_report
 from flowfence.run import pipeline
 from flowfence.state import incremental
 from flowfence.state import tables as state
@@ -82,8 +82,8 @@ class Stages:
             (state, "load", "state load"),
             (atomic, "sync_tree", "write outputs"),
             (atomic, "write_bytes", "write outputs"),
-            (rpt, "to_json", "report"),
-            (rpt, "to_markdown", "report"),
+            (run_report, "to_json", "report"),
+            (markdown, "to_markdown", "report"),
         ):
             self._wrap(owner, attr, stage)
 

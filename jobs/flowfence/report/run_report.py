@@ -158,10 +158,3 @@ def summary_counts(report: RunReport) -> dict[str, int]:
 
 def to_json(report: RunReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=True) + "\n"
-
-
-def to_markdown(report: RunReport) -> str:
-    """report.md: the change report of report_md.py (imported here, it imports this module)."""
-    from flowfence.report import markdown as report_md
-
-    return report_md.to_markdown(report)
