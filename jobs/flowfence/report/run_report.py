@@ -56,7 +56,7 @@ class NamespaceEntry:
     rules: tuple[RuleEntry, ...]
     notes: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
-    rhythm: str | None = None  # "daily" / "weekly" (schedule.py)
+    rhythm: str | None = None  # "daily" / "weekly" (state/rhythm.py)
     last_flow: str | None = None
     previous_status: str | None = None  # the status the previous run recorded; None: new
     decision: dict[str, str] | None = None  # decision, reason, author, [decided, expires]
@@ -114,7 +114,7 @@ class RunReport:
     rejected: tuple[Rejection, ...]
     warnings: tuple[str, ...] = field(default=())
     stale_rules: tuple[StaleRule, ...] = field(default=())
-    # The learning state after this run (jobs/state.py): what it holds, not what this run
+    # The learning state after this run (state/tables.py): what it holds, not what this run
     # happened to read, so identical state and inputs give identical reports.
     incremental: dict[str, Any] = field(default_factory=dict)
     # The change (review.annotate): add, change, remove, unchanged, rules_added, rules_removed,

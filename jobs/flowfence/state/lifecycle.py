@@ -13,7 +13,7 @@ the stabilization period. Two statuses Calico defines but never sets come first:
   newest flow in the state (measured against the data, not the clock, so a pause in the flow
   logs does not turn every namespace stale).
 
-Schedule-aware: for a namespace with a daily or weekly rhythm (schedule.py), `Stable` also
+Schedule-aware: for a namespace with a daily or weekly rhythm (rhythm.py), `Stable` also
 needs one full period of data (a day, a week) observed since the last change; until then it
 stays `Stabilizing`. Everything derives from the state, the data and `--now`, so identical
 inputs give identical statuses and bytes.
