@@ -327,7 +327,7 @@ statuses, YAML; the rest of the total is Python overhead):
 The first run after a build renders and writes every manifest again because every status
 changes: PyYAML's pure-Python emitter, and an fsync of each file and of its directory, are most
 of the difference. In the steady state unchanged manifests are reused
-(jobs/flowfence/render/cache.py), and what remains is listing the partitions, reading the new
+(jobs/flowfence/render/yaml_files.py), and what remains is listing the partitions, reading the new
 ones and the work on the state's distinct edges.
 
 Machine: {platform.platform()}, {os.cpu_count()} CPUs (load average {_load()} at the end of

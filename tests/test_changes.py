@@ -26,7 +26,7 @@ from flowfence.learn.model import (
     ServiceRef,
     sort_rules,
 )
-from flowfence.render import manifests as render
+from flowfence.render import manifests
 from flowfence.render.yaml_text import dump
 from flowfence.report.change_set import ChangeSet, rule_view
 from flowfence.review import apply_decisions, changes, decisions, drift, manifest_rules, outcome
@@ -70,7 +70,7 @@ def shop_rules() -> list[Rule]:
 
 
 def files(*recs: Recommendation, settings: Settings = SETTINGS) -> dict[str, bytes]:
-    return render.render({r.namespace: r for r in recs}, settings)
+    return manifests.render({r.namespace: r for r in recs}, settings)
 
 
 def compute(before: dict[str, bytes], after: dict[str, bytes], *recs: Recommendation) -> ChangeSet:
@@ -353,7 +353,7 @@ def test_uncovered_edges_against_the_frozen_manifest() -> None:
     seen = [to_ns("db", 5432), to_net("pub", "1.1.1.1", 443)]
     accepted = build(seen)["shop"]
     assert not accepted.ingress  # the frozen policy does not restrict ingress
-    out = render.render({"shop": accepted}, BASE)
+    out = manifests.render({"shop": accepted}, BASE)
     docs = [yaml.safe_load(out["policies/tier.yaml"]), yaml.safe_load(out["policies/shop.yaml"])]
     later = [
         *seen,
@@ -382,7 +382,8 @@ def _review(
     """The review as a run does it: documents -> statuses -> decisions -> YAML -> review."""
     from test_rules import BASE
 
-    docs = render.with_statuses(render.policy_documents(recs, BASE), {"shop": ("Learning", T0)})
+    built = manifests.policy_documents(recs, BASE)
+    docs = manifests.with_statuses(built, {"shop": ("Learning", T0)})
     now = datetime(2026, 11, 2)
     applied = apply_decisions.apply(
         {f"policies/{name}": doc for name, doc in docs.items()}, previous, decided, now

@@ -16,7 +16,7 @@ from conftest import CliResult
 from flowfence.config.settings import Settings
 from flowfence.core.errors import ConfigError
 from flowfence.learn.model import Evidence, PortRange, Recommendation, Rule
-from flowfence.render import manifests as render
+from flowfence.render import manifests
 from flowfence.render.yaml_text import dump
 from flowfence.review import decisions as dec
 from flowfence.review.apply_decisions import apply
@@ -220,7 +220,7 @@ def _docs(*rules_by_ns: tuple[str, list[Rule]]) -> dict[str, dict[str, Any]]:
                            ingress=tuple(r for r in rs if r.direction == "ingress"))
         for ns, rs in rules_by_ns
     }  # fmt: skip
-    return {f"policies/{name}": doc for name, doc in render.documents(recs, SETTINGS).items()}
+    return {f"policies/{name}": doc for name, doc in manifests.documents(recs, SETTINGS).items()}
 
 
 def _written(docs: dict[str, dict[str, Any]]) -> dict[str, bytes]:
