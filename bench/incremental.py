@@ -37,7 +37,7 @@ from flowfence.config.settings import Settings
 from flowfence.core import atomic
 from flowfence.fixtures.generate import DEFAULT_ROWS_PER_HOUR, generate
 from flowfence.flows import sources
-from flowfence.report import model as rpt
+from flowfence.report import markdown, run_report
 from flowfence.run import pipeline
 from flowfence.state import incremental
 from flowfence.state import tables as state
@@ -82,8 +82,8 @@ class Stages:
             (state, "load", "state load"),
             (atomic, "sync_tree", "write outputs"),
             (atomic, "write_bytes", "write outputs"),
-            (rpt, "to_json", "report"),
-            (rpt, "to_markdown", "report"),
+            (run_report, "to_json", "report"),
+            (markdown, "to_markdown", "report"),
         ):
             self._wrap(owner, attr, stage)
 
@@ -327,7 +327,7 @@ statuses, YAML; the rest of the total is Python overhead):
 The first run after a build renders and writes every manifest again because every status
 changes: PyYAML's pure-Python emitter, and an fsync of each file and of its directory, are most
 of the difference. In the steady state unchanged manifests are reused
-(jobs/flowfence/render/cache.py), and what remains is listing the partitions, reading the new
+(jobs/flowfence/render/yaml_files.py), and what remains is listing the partitions, reading the new
 ones and the work on the state's distinct edges.
 
 Machine: {platform.platform()}, {os.cpu_count()} CPUs (load average {_load()} at the end of

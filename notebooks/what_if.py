@@ -11,7 +11,7 @@ backup, a weekly report.
 
 The same stages as the job: `flowfence.run.pipeline.compute` learns and renders the policies,
 `flowfence.learn.exclude` keeps only the flows that reach the recommendation tier (not decided by a
-tier before it), `flowfence.calico.policies.policy_set` loads the rendered manifests and
+tier before it), `flowfence.calico.policy_docs.policy_set` loads the rendered manifests and
 `flowfence.replay.audit.compute` evaluates the flows with `flowfence.calico.evaluate.Evaluator`.
 """
 
@@ -43,7 +43,7 @@ def _():
     from flowfence.core import sql
     from flowfence.calico import names as validate
     from flowfence.config.settings import load_settings
-    from flowfence.calico.policies import policy_set
+    from flowfence.calico.policy_docs import policy_set
 
     return (
         Path,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
-from flowfence.calico.policies import policy_set
+from flowfence.calico.policy_docs import policy_set
 from flowfence.config.settings import Settings
 from flowfence.learn.model import (
     PUBLIC_FALLBACK,
@@ -26,8 +26,10 @@ from flowfence.learn.model import (
     ServiceRef,
     sort_rules,
 )
-from flowfence.render import manifests as render
-from flowfence.review import changes, drift
+from flowfence.render import manifests
+from flowfence.render.yaml_text import dump
+from flowfence.report.change_set import ChangeSet, rule_view
+from flowfence.review import apply_decisions, changes, decisions, drift, manifest_rules, outcome
 
 SETTINGS = Settings(cluster_cidrs=("10.244.0.0/16",))
 T0 = datetime(2026, 11, 1, 0, 0)
@@ -68,14 +70,17 @@ def shop_rules() -> list[Rule]:
 
 
 def files(*recs: Recommendation, settings: Settings = SETTINGS) -> dict[str, bytes]:
-    return render.render({r.namespace: r for r in recs}, settings)
+    return manifests.render({r.namespace: r for r in recs}, settings)
 
 
-def compute(
-    before: dict[str, bytes], after: dict[str, bytes], *recs: Recommendation
-) -> changes.ChangeSet:
-    index = changes.index_rules(after, {r.namespace: r for r in recs})
-    return changes.compute(before, after, index=index)
+def compute(before: dict[str, bytes], after: dict[str, bytes], *recs: Recommendation) -> ChangeSet:
+    """The change set as a run computes it, the new side described from the documents behind
+    `after`; reading `after` from its bytes instead (two trees on disk) must agree."""
+    docs = {rel: yaml.safe_load(data) for rel, data in after.items()}
+    index = changes.index_rules(docs, {r.namespace: r for r in recs})
+    from_docs = changes.compute(before, after, docs=docs, index=index)
+    assert changes.compute(before, after, index=index) == from_docs
+    return from_docs
 
 
 def test_first_run_every_namespace_is_a_first_policy() -> None:
@@ -150,7 +155,7 @@ def enforced(data: bytes) -> bytes:
     for direction in ("ingress", "egress"):
         for r in doc["spec"].get(direction, []):
             r.pop("metadata", None)
-    return render.dump(doc)
+    return dump(doc)
 
 
 def test_staged_to_enforced_keeps_rules_and_is_called_out() -> None:
@@ -196,7 +201,7 @@ def test_rule_descriptions_cover_every_peer_kind() -> None:
         rule(scope="Private", namespaces=(), nets=("10.3.0.0/24",), protocol="UDP", ports=()),
         rule("ingress", namespaces=("a", "b"), ports=(PortRange(80, 81),)),
     )
-    views = changes.describe(yaml.safe_load(files(shop)["policies/shop.yaml"]))
+    views = manifest_rules.describe(yaml.safe_load(files(shop)["policies/shop.yaml"]))
     got = {(v.direction, v.scope, v.peer, v.protocol, v.ports) for v in views}
     assert got == {
         ("ingress", "Namespace", "namespace a,b", "TCP", ("80:81",)),
@@ -207,7 +212,7 @@ def test_rule_descriptions_cover_every_peer_kind() -> None:
     }
     # The manifest description agrees with the model description.
     model = {(r.direction, r.scope, r.peer, r.protocol, r.ports) for r in map(
-        changes.model_view, shop.rules)}  # fmt: skip
+        rule_view, shop.rules)}  # fmt: skip
     assert model == got
 
 
@@ -348,7 +353,7 @@ def test_uncovered_edges_against_the_frozen_manifest() -> None:
     seen = [to_ns("db", 5432), to_net("pub", "1.1.1.1", 443)]
     accepted = build(seen)["shop"]
     assert not accepted.ingress  # the frozen policy does not restrict ingress
-    out = render.render({"shop": accepted}, BASE)
+    out = manifests.render({"shop": accepted}, BASE)
     docs = [yaml.safe_load(out["policies/tier.yaml"]), yaml.safe_load(out["policies/shop.yaml"])]
     later = [
         *seen,
@@ -357,42 +362,49 @@ def test_uncovered_edges_against_the_frozen_manifest() -> None:
         to_net("pub", "8.8.8.8", 443),
         ingress(source_type="wep", source_namespace="fe", source_name_aggr="x-*", dest_port=80),
     ]
-    found = drift.uncovered(docs, frame(later), BASE.tier_name)
+    found = drift.uncovered(policy_set(docs), frame(later), BASE.tier_name)
     got = sorted((r["dest_namespace"] or r["dest_ip"], r["dest_port"]) for r in found.to_dicts())
     assert got == [("8.8.8.8", 443), ("db", 5433), ("kafka", 9092)]
     # The drift edges build into rules with evidence, as the report shows them.
     rules = build(found.to_dicts())["shop"].rules
-    assert {changes.model_view(r).peer for r in rules} == {
+    assert {rule_view(r).peer for r in rules} == {
         "namespace db", "namespace kafka", "nets 8.8.8.8/32",
     }  # fmt: skip
-    assert drift.uncovered(docs, frame([]), BASE.tier_name).height == 0
+    assert drift.uncovered(policy_set(docs), frame([]), BASE.tier_name).height == 0
+
+
+def _review(
+    recs: dict[str, Recommendation],
+    previous: dict[str, bytes],
+    decided: decisions.Decisions,
+    learnable: Any,
+) -> outcome.Review:
+    """The review as a run does it: documents -> statuses -> decisions -> YAML -> review."""
+    from test_rules import BASE
+
+    built = manifests.policy_documents(recs, BASE)
+    docs = manifests.with_statuses(built, {"shop": ("Learning", T0)})
+    now = datetime(2026, 11, 2)
+    applied = apply_decisions.apply(
+        {f"policies/{name}": doc for name, doc in docs.items()}, previous, decided, now
+    )
+    files = {rel: dump(doc) for rel, doc in applied.documents.items()}
+    return outcome.review(recs, applied, files, BASE, previous=previous, learnable=learnable)
 
 
 def test_review_applies_decisions_finds_drift_and_changes() -> None:
-    """review.review: render -> decisions -> drift of the frozen policy -> change set."""
-    from test_rules import BASE, build, frame, to_ns
+    """render -> decisions -> drift of the frozen policy -> change set."""
+    from test_rules import build, frame, to_ns
 
-    from flowfence.review import decisions
-    from flowfence.review import step as review
-
-    now = datetime(2026, 11, 2)
     first = [to_ns("db", 5432)]
-    recs = build(first)
-    statuses = {"shop": ("Learning", T0)}
-    one = review.review(
-        recs, render.render(recs, BASE, statuses=statuses), BASE, previous={},
-        decided=decisions.EMPTY, now=now, learnable=frame(first),
-    )  # fmt: skip
+    one = _review(build(first), {}, decisions.EMPTY, frame(first))
     assert one.changes.get("shop") is not None and one.drift == {}
+    assert set(one.files) == set(one.documents)
     accepted = decisions.decide(decisions.EMPTY, "shop", "accept", reason="r", author="a")
     later = [*first, to_ns("kafka", 9092)]
-    recs = build(later)
-    two = review.review(
-        recs, render.render(recs, BASE, statuses=statuses), BASE, previous=one.files,
-        decided=accepted, now=now, learnable=frame(later),
-    )  # fmt: skip
+    two = _review(build(later), one.files, accepted, frame(later))
     change = two.changes.get("shop")
     assert change is not None and change.added_rules == () and change.removed_rules == ()
     assert (change.previous_staged_action, change.staged_action) == ("Learn", "Set")
-    assert [changes.model_view(r).peer for r in two.drift["shop"]] == ["namespace kafka"]
+    assert [rule_view(r).peer for r in two.drift["shop"]] == ["namespace kafka"]
     assert two.applied.staged_actions == {"shop": "Set"}

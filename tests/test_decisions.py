@@ -16,8 +16,10 @@ from conftest import CliResult
 from flowfence.config.settings import Settings
 from flowfence.core.errors import ConfigError
 from flowfence.learn.model import Evidence, PortRange, Recommendation, Rule
-from flowfence.render import manifests as render
+from flowfence.render import manifests
+from flowfence.render.yaml_text import dump
 from flowfence.review import decisions as dec
+from flowfence.review.apply_decisions import apply
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 SETTINGS = Settings()
@@ -211,13 +213,19 @@ def calico_network_policy_errors(doc: dict[str, Any]) -> list[str]:
     return errors
 
 
-def _files(*rules_by_ns: tuple[str, list[Rule]]) -> dict[str, bytes]:
+def _docs(*rules_by_ns: tuple[str, list[Rule]]) -> dict[str, dict[str, Any]]:
+    """A run's documents (policies/... -> document) for these namespaces' rules."""
     recs = {
         ns: Recommendation(ns, egress=tuple(r for r in rs if r.direction == "egress"),
                            ingress=tuple(r for r in rs if r.direction == "ingress"))
         for ns, rs in rules_by_ns
     }  # fmt: skip
-    return render.render(recs, SETTINGS)
+    return {f"policies/{name}": doc for name, doc in manifests.documents(recs, SETTINGS).items()}
+
+
+def _written(docs: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+    """The files a run writes for `docs` (what the next run finds on disk)."""
+    return {rel: dump(doc) for rel, doc in docs.items()}
 
 
 def _doc(files: dict[str, bytes], ns: str) -> dict[str, Any]:
@@ -239,18 +247,18 @@ def _decided(**verdicts: str) -> dec.Decisions:
 
 
 def test_apply_without_decisions_changes_nothing() -> None:
-    files = _files(("shop", [_rule("db", 5432)]))
-    applied = dec.apply(files, {}, dec.EMPTY, NOW)
-    assert applied.files == files
+    docs = _docs(("shop", [_rule("db", 5432)]))
+    applied = apply(docs, {}, dec.EMPTY, NOW)
+    assert applied.documents == docs
     assert applied.staged_actions == {}
     assert applied.frozen == {}
 
 
 def test_accept_freezes_the_reviewed_rules_with_staged_action_set() -> None:
-    reviewed = _files(("shop", [_rule("db", 5432)]))
-    learned_since = _files(("shop", [_rule("db", 5432), _rule("kafka", 9092)]))
-    applied = dec.apply(learned_since, reviewed, _decided(shop="accept"), NOW)
-    doc = _doc(applied.files, "shop")
+    reviewed = _written(_docs(("shop", [_rule("db", 5432)])))
+    learned_since = _docs(("shop", [_rule("db", 5432), _rule("kafka", 9092)]))
+    applied = apply(learned_since, reviewed, _decided(shop="accept"), NOW)
+    doc = applied.documents["policies/shop.yaml"]
     assert doc["kind"] == "StagedNetworkPolicy"
     assert doc["spec"]["stagedAction"] == "Set"
     assert next(iter(doc["spec"])) == "stagedAction"
@@ -261,20 +269,22 @@ def test_accept_freezes_the_reviewed_rules_with_staged_action_set() -> None:
     assert applied.staged_actions == {"shop": "Set"}
     assert crd.validate_staged_policy(doc, enterprise=True) == []
     # The next run starts from the accepted manifest: the same bytes again.
-    again = dec.apply(learned_since, applied.files, _decided(shop="accept"), NOW)
-    assert again.files == applied.files
+    written = _written(applied.documents)
+    again = apply(learned_since, written, _decided(shop="accept"), NOW)
+    assert _written(again.documents) == written
 
 
 def test_accept_without_a_previous_manifest_freezes_this_runs_rules() -> None:
-    files = _files(("shop", [_rule("db", 5432)]))
-    applied = dec.apply(files, {}, _decided(shop="accept"), NOW)
-    assert _doc(applied.files, "shop")["spec"]["egress"] == _doc(files, "shop")["spec"]["egress"]
+    docs = _docs(("shop", [_rule("db", 5432)]))
+    applied = apply(docs, {}, _decided(shop="accept"), NOW)
+    shop = "policies/shop.yaml"
+    assert applied.documents[shop]["spec"]["egress"] == docs[shop]["spec"]["egress"]
 
 
 def test_enforce_emits_a_network_policy_valid_against_the_crd() -> None:
-    files = _files(("shop", [_rule("db", 5432), _rule("web", 8080, "ingress")]))
-    applied = dec.apply(files, files, _decided(shop="enforce"), NOW)
-    doc, staged = _doc(applied.files, "shop"), _doc(files, "shop")
+    docs = _docs(("shop", [_rule("db", 5432), _rule("web", 8080, "ingress")]))
+    applied = apply(docs, _written(docs), _decided(shop="enforce"), NOW)
+    doc, staged = applied.documents["policies/shop.yaml"], docs["policies/shop.yaml"]
     assert (doc["apiVersion"], doc["kind"]) == ("projectcalico.org/v3", "NetworkPolicy")
     assert doc["metadata"]["name"] == staged["metadata"]["name"]
     assert doc["spec"]["tier"] == staged["spec"]["tier"]
@@ -287,35 +297,36 @@ def test_enforce_emits_a_network_policy_valid_against_the_crd() -> None:
     assert calico_network_policy_errors(doc) == []
     assert applied.staged_actions == {"shop": "Set"}
     # Enforced after accepted: the accepted (frozen) rules are what gets enforced.
-    accepted = dec.apply(files, {}, _decided(shop="accept"), NOW).files
-    grown = _files(("shop", [_rule("db", 5432), _rule("x", 1, "ingress"), _rule("web", 8080,
+    accepted = _written(apply(docs, {}, _decided(shop="accept"), NOW).documents)
+    grown = _docs(("shop", [_rule("db", 5432), _rule("x", 1, "ingress"), _rule("web", 8080,
                   "ingress")]))  # fmt: skip
-    later = dec.apply(grown, accepted, _decided(shop="enforce"), NOW).files
-    assert _doc(later, "shop") == doc
+    later = apply(grown, accepted, _decided(shop="enforce"), NOW).documents
+    assert later["policies/shop.yaml"] == doc
 
 
 def test_dismiss_removes_the_manifest_and_expiry_restores_it() -> None:
-    files = _files(("shop", [_rule("db", 5432)]), ("db", [_rule("shop", 5432, "ingress")]))
+    docs = _docs(("shop", [_rule("db", 5432)]), ("db", [_rule("shop", 5432, "ingress")]))
     d = dec.decide(
         dec.EMPTY, "shop", "dismiss", reason="r", author="a", decided=NOW,
         expires=NOW + timedelta(days=1),
     )  # fmt: skip
-    applied = dec.apply(files, files, d, NOW)
-    assert "policies/shop.yaml" not in applied.files
-    kustomization = yaml.safe_load(applied.files["policies/kustomization.yaml"])
+    applied = apply(docs, _written(docs), d, NOW)
+    assert "policies/shop.yaml" not in applied.documents
+    kustomization = applied.documents["policies/kustomization.yaml"]
     assert kustomization["resources"] == ["db.yaml", "tier.yaml"]
     assert applied.staged_actions == {"shop": "Ignore"}
-    lapsed = dec.apply(files, files, d, NOW + timedelta(days=1))
-    assert lapsed.files == files
+    lapsed = apply(docs, _written(docs), d, NOW + timedelta(days=1))
+    assert lapsed.documents == docs
     assert "shop" not in lapsed.staged_actions
     assert set(lapsed.lapsed) == {"shop"} and lapsed.applied == {}
 
 
 def test_enforced_in_the_cluster_stops_learning() -> None:
-    files = _files(("shop", [_rule("db", 5432)]), ("db", [_rule("shop", 5432, "ingress")]))
-    applied = dec.apply(files, {}, dec.EMPTY, NOW, enforced_in_cluster=("shop",))
-    assert "policies/shop.yaml" not in applied.files and "policies/db.yaml" in applied.files
+    docs = _docs(("shop", [_rule("db", 5432)]), ("db", [_rule("shop", 5432, "ingress")]))
+    applied = apply(docs, {}, dec.EMPTY, NOW, enforced_in_cluster=("shop",))
+    assert "policies/shop.yaml" not in applied.documents
+    assert "policies/db.yaml" in applied.documents
     assert applied.staged_actions["shop"] == "Set"
     # A decision still wins (the GitOps repository is where that policy comes from).
-    kept = dec.apply(files, {}, _decided(shop="enforce"), NOW, enforced_in_cluster=("shop",))
-    assert _doc(kept.files, "shop")["kind"] == "NetworkPolicy"
+    kept = apply(docs, {}, _decided(shop="enforce"), NOW, enforced_in_cluster=("shop",))
+    assert kept.documents["policies/shop.yaml"]["kind"] == "NetworkPolicy"

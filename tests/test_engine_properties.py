@@ -34,7 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator, Verdict
-from flowfence.calico.policies import PolicySet, load_policies
+from flowfence.calico.policies import PolicySet
+from flowfence.calico.policy_docs import load_policies
 from flowfence.config.settings import Settings
 from flowfence.fixtures.generate import generate
 from flowfence.flows import edges, sources

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator, Verdict
-from flowfence.calico.policies import Direction, policy_set
+from flowfence.calico.policies import Direction
+from flowfence.calico.policy_docs import policy_set
 
 
 def pod(ns: str, *labels: str, name: str = "pod-*") -> Endpoint:

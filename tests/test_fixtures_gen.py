@@ -16,7 +16,7 @@ import yaml
 
 from flowfence.calico.evaluate import Edge, Evaluator
 from flowfence.calico.evaluate import Endpoint as EvalEndpoint
-from flowfence.calico.policies import load_namespaces, load_policies
+from flowfence.calico.policy_docs import load_namespaces, load_policies
 from flowfence.cli import app as cli
 from flowfence.core.errors import BadInput
 from flowfence.fixtures import generate as fixtures_gen

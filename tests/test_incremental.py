@@ -27,6 +27,7 @@ from test_state_support import (
 )
 
 from flowfence.fixtures.generate import generate
+from flowfence.render import yaml_files
 
 RunCli = Callable[[Sequence[str]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]
@@ -266,16 +267,14 @@ def test_state_can_live_elsewhere(
 def test_unchanged_manifests_are_not_rendered_again(
     tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowfence.render import cache as render_cache
-
     dumped: list[str] = []
-    real = render_cache.dump
+    real = yaml_files.dump
 
     def counting(doc: dict[str, Any]) -> bytes:
         dumped.append(doc["kind"])
         return real(doc)
 
-    monkeypatch.setattr(render_cache, "dump", counting)
+    monkeypatch.setattr(yaml_files, "dump", counting)
     flows = tmp_path / "flows"
     steady(flows, T0, 6, LINKS)
     out = tmp_path / "out"

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from test_changes import SETTINGS, rec, rule
 
+from flowfence.render.manifests import documents, with_status
 from flowfence.state.lifecycle import (
     EMPTY_DIGEST,
     NamespaceState,
@@ -139,3 +142,17 @@ def test_policy_digest_ignores_provenance_only() -> None:
     assert policy_digest({"spec": [rule]}) == policy_digest({"spec": [moved]})
     assert policy_digest({"spec": [rule]}) != policy_digest({"spec": [other]})
     assert policy_digest(None) == EMPTY_DIGEST
+
+
+@pytest.mark.parametrize("flavor", ["calico-enterprise", "calico", "kubernetes"])
+def test_policy_digest_masks_the_status_the_lifecycle_decides(flavor: str) -> None:
+    """The digest is taken from the run's own document, whatever status it says: the same
+    digest as the document rendered Learning since the epoch (how it was taken before)."""
+    settings = replace(SETTINGS, flavor=flavor)
+    recs = {"shop": rec("shop", rule(), rule("ingress", namespaces=("web",)))}
+    epoch = documents(recs, settings, statuses={"shop": ("Learning", datetime(1970, 1, 1))})
+    stable = with_status(documents(recs, settings)["shop.yaml"], "Stable", NOW)
+    assert stable != epoch["shop.yaml"]
+    assert policy_digest(stable) == policy_digest(epoch["shop.yaml"])
+    fewer = {"shop": rec("shop", rule())}
+    assert policy_digest(documents(fewer, settings)["shop.yaml"]) != policy_digest(stable)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from flowfence.calico.policies import PolicyKind, load_namespaces, load_policies, policy_set
+from flowfence.calico.policies import PolicyKind
+from flowfence.calico.policy_docs import load_namespaces, load_policies, policy_set
 from flowfence.calico.policy_rules import PortRange
 from flowfence.core.errors import PolicyError
 

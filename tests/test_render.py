@@ -12,7 +12,8 @@ from test_rules import BASE, T0, build, edge, ingress, to_net, to_ns
 from flowfence.config.settings import Settings
 from flowfence.learn import rules
 from flowfence.learn.model import Evidence, Recommendation, Rule
-from flowfence.render import manifests as render
+from flowfence.render import manifests
+from flowfence.render.yaml_text import dump
 
 
 def sample_rows() -> list[dict[str, Any]]:
@@ -41,7 +42,7 @@ def rendered(
     s: Settings = BASE, rows: list[dict[str, Any]] | None = None, **kw: Any
 ) -> dict[str, bytes]:
     recs = build(sample_rows() if rows is None else rows, s, namespaces=("shop", "quiet"))
-    return render.render(recs, s, **kw)
+    return manifests.render(recs, s, **kw)
 
 
 def docs(out: dict[str, bytes]) -> dict[str, Any]:
@@ -171,6 +172,22 @@ def test_statuses_from_the_caller() -> None:
         rendered(statuses={"shop": ("Stable'\n", when)})
 
 
+@pytest.mark.parametrize("flavor", ["calico-enterprise", "calico", "kubernetes"])
+def test_statuses_set_after_building_give_the_same_bytes(flavor: str) -> None:
+    """A run builds each document once, then sets the statuses the lifecycle decided on it:
+    the same bytes as rendering with those statuses."""
+    s = replace(BASE, flavor=flavor)
+    recs = build(sample_rows(), s, namespaces=("shop", "quiet"))
+    statuses = {"shop": ("Stabilizing", datetime(2026, 10, 3, 1, 2, 3)), "quiet": ("NoData", T0)}
+    built = manifests.policy_documents(recs, s)
+    stamped = manifests.with_kustomization(manifests.with_statuses(built, statuses))
+    expected = manifests.render(recs, s, statuses=statuses)
+    assert {f"policies/{name}": dump(doc) for name, doc in stamped.items()} == expected
+    assert built["shop.yaml"] != stamped["shop.yaml"]  # the built document is left as it was
+    with pytest.raises(ValueError):
+        manifests.with_status(built["shop.yaml"], "Stable'\n", T0)
+
+
 def test_rendering_is_deterministic() -> None:
     rows = sample_rows()
     first = rendered(rows=rows)
@@ -192,7 +209,7 @@ def test_calico_flavor_never_writes_domains() -> None:
     # Enterprise-built recommendations cannot be rendered as OSS Calico by mistake.
     recs = build(sample_rows(), BASE)
     with pytest.raises(ValueError):
-        render.render(recs, replace(BASE, flavor="calico"))
+        manifests.render(recs, replace(BASE, flavor="calico"))
 
 
 def test_kubernetes_flavor() -> None:
@@ -251,13 +268,13 @@ def test_folded_namespaces_render_as_set() -> None:
     ],
 )
 def test_yaml_quotes_strings_that_look_like_other_types(value: str) -> None:
-    text = render.dump({"v": value}).decode()
+    text = dump({"v": value}).decode()
     assert text.startswith("v: '") or text.startswith('v: "'), text
     assert yaml.safe_load(text) == {"v": value}
 
 
 def test_yaml_is_block_style_and_plain_for_ordinary_strings() -> None:
-    text = render.dump({"a": ["x", 1], "b": {"c": "projectcalico.org/name == 'x'"}}).decode()
+    text = dump({"a": ["x", 1], "b": {"c": "projectcalico.org/name == 'x'"}}).decode()
     assert text == "a:\n  - x\n  - 1\nb:\n  c: projectcalico.org/name == 'x'\n"
 
 
@@ -283,13 +300,13 @@ def test_hostile_names_never_reach_output() -> None:
         Recommendation(namespace="../../etc", egress=(_rule(),))
     rec = Recommendation(namespace="shop", egress=(_rule(),))
     with pytest.raises(ValueError):
-        render.render({"shop": rec}, replace(BASE, tier_name="Bad Tier"))
+        manifests.render({"shop": rec}, replace(BASE, tier_name="Bad Tier"))
     with pytest.raises(ValueError):
-        render.render({"shop": rec}, replace(BASE, tier_name="t" * 64))
+        manifests.render({"shop": rec}, replace(BASE, tier_name="t" * 64))
     with pytest.raises(ValueError):
-        render.render({"other": rec}, BASE)
+        manifests.render({"other": rec}, BASE)
 
 
 def test_rules_module_rejects_what_render_would_reject() -> None:
     assert rules.UNSUPPORTED_PEERS == "unsupported-peers"
-    assert render.policy_name(BASE, "a" * 63) == "namespace-isolation." + "a" * 63
+    assert manifests.policy_name(BASE, "a" * 63) == "namespace-isolation." + "a" * 63

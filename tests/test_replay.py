@@ -13,7 +13,7 @@ import pytest
 
 from flowfence.calico.evaluate import Edge, Evaluator
 from flowfence.calico.hits import parse_hit
-from flowfence.calico.policies import load_namespaces, load_policies, policy_set
+from flowfence.calico.policy_docs import load_namespaces, load_policies, policy_set
 from flowfence.cli.app import main
 from flowfence.core import database
 from flowfence.core.errors import ConfigError

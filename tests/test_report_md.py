@@ -5,22 +5,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from test_changes import enforced, files, rec, rule, shop_rules
+from test_changes import compute, enforced, files, rec, rule, shop_rules
 
 from flowfence.learn.model import PUBLIC_FALLBACK, PortRange, Recommendation
 from flowfence.report import markdown as report_md
-from flowfence.report import model as rpt
-from flowfence.review import changes
+from flowfence.report import markdown_model, run_report
+from flowfence.report.change_set import ChangeSet, rule_view
 
 
 def md_namespace(
-    cs: changes.ChangeSet, ns: str, status: str = "Learning", previous: str | None = None, **kw: Any
-) -> report_md.Namespace:
-    return report_md.Namespace(ns, status, previous, kw.pop("staged", "Learn"), cs.get(ns), **kw)
+    cs: ChangeSet, ns: str, status: str = "Learning", previous: str | None = None, **kw: Any
+) -> markdown_model.Namespace:
+    return markdown_model.Namespace(
+        ns, status, previous, kw.pop("staged", "Learn"), cs.get(ns), **kw
+    )
 
 
-def make(namespaces: list[report_md.Namespace], **kw: Any) -> report_md.Report:
-    return report_md.Report(
+def make(namespaces: list[markdown_model.Namespace], **kw: Any) -> markdown_model.Report:
+    return markdown_model.Report(
         now="2026-11-02T00:00:00Z",
         since="2026-11-01T00:00:00Z",
         until="2026-11-02T00:00:00Z",
@@ -31,11 +33,11 @@ def make(namespaces: list[report_md.Namespace], **kw: Any) -> report_md.Report:
     )
 
 
-def first_run() -> tuple[changes.ChangeSet, str]:
+def first_run() -> tuple[ChangeSet, str]:
     shop = rec("shop", *shop_rules())
     db = rec("db", rule("ingress", namespaces=("shop",)))
     after = files(shop, db)
-    cs = changes.compute({}, after, index=changes.index_rules(after, {"shop": shop, "db": db}))
+    cs = compute({}, after, shop, db)
     text = report_md.render(make([md_namespace(cs, "db"), md_namespace(cs, "shop")]))
     return cs, text
 
@@ -57,7 +59,7 @@ def test_first_run_plan_risks_and_sections() -> None:
 def test_no_change() -> None:
     shop = rec("shop", *shop_rules())
     after = files(shop)
-    cs = changes.compute(after, after)
+    cs = compute(after, after)
     text = report_md.render(make([md_namespace(cs, "shop", "Stable", "Stable")]))
     assert "**No changes.** The policies match what the flows need." in text
     assert "<details>" not in text and "### Risks" not in text
@@ -67,7 +69,7 @@ def test_no_change() -> None:
 def test_status_change_alone_gets_a_section() -> None:
     shop = rec("shop", *shop_rules())
     after = files(shop)
-    cs = changes.compute(after, after)
+    cs = compute(after, after)
     text = report_md.render(make([md_namespace(cs, "shop", "Stable", "Stabilizing")]))
     assert "<summary><code>shop</code>: unchanged, Stable (was Stabilizing)" in text
 
@@ -82,9 +84,9 @@ def test_changed_enforced_widening_drift_and_stale() -> None:
     db = rec("db", rule("ingress", namespaces=("shop",)))
     before, after = files(old, db), files(new, db)
     after["policies/db.yaml"] = enforced(after["policies/db.yaml"])
-    cs = changes.compute(before, after, index=changes.index_rules(after, {"shop": new}))
-    drift = (changes.model_view(rule(namespaces=("kafka",))),)
-    stale = (changes.model_view(rule(namespaces=("old",))),)
+    cs = compute(before, after, new)
+    drift = (rule_view(rule(namespaces=("kafka",))),)
+    stale = (rule_view(rule(namespaces=("old",))),)
     text = report_md.render(
         make(
             [
@@ -125,7 +127,7 @@ def test_rules_removed_from_an_enforced_policy_are_a_risk() -> None:
     before, after = files(old), files(new)
     before["policies/shop.yaml"] = enforced(before["policies/shop.yaml"])
     after["policies/shop.yaml"] = enforced(after["policies/shop.yaml"])
-    cs = changes.compute(before, after)
+    cs = compute(before, after)
     text = report_md.render(make([md_namespace(cs, "shop", staged="Set")]))
     assert "- **rules removed from an enforced policy** in `shop`: 1 rule" in text
     assert "| ingress | Namespace | `namespace frontend` | TCP | 8080 | - | - |" in text
@@ -134,12 +136,12 @@ def test_rules_removed_from_an_enforced_policy_are_a_risk() -> None:
 def test_diff_fence_outlasts_backticks_in_content() -> None:
     hostile = b"apiVersion: v1\nkind: NetworkPolicy\nmetadata:\n  name: x\n  namespace: shop\n" \
         b"  annotations:\n    note: '```'\n"  # fmt: skip
-    cs = changes.compute({"policies/shop.yaml": hostile}, {})
+    cs = compute({"policies/shop.yaml": hostile}, {})
     text = report_md.render(make([md_namespace(cs, "shop")]))
     assert "````diff\n" in text and "\n````\n" in text
 
 
-def many(n: int, each: int) -> tuple[changes.ChangeSet, report_md.Report]:
+def many(n: int, each: int) -> tuple[ChangeSet, markdown_model.Report]:
     """`n` namespaces whose policy gained a rule: `each` rules, each with its diff."""
 
     def recs(count: int) -> list[Recommendation]:
@@ -149,11 +151,10 @@ def many(n: int, each: int) -> tuple[changes.ChangeSet, report_md.Report]:
         ]
 
     before, after = files(*recs(each - 1)), files(*recs(each))
-    index = changes.index_rules(after, {r.namespace: r for r in recs(each)})
-    cs = changes.compute(before, after, index=index)
+    cs = compute(before, after, *recs(each))
     report = make(
         [md_namespace(cs, f"ns-{i:04d}") for i in range(n)],
-        excluded=(rpt.Exclusion("tier", "platform|allow-dns", 1, 2, 3),),
+        excluded=(run_report.Exclusion("tier", "platform|allow-dns", 1, 2, 3),),
     )
     return cs, report
 
@@ -190,8 +191,11 @@ def test_very_long_reports_keep_whole_sections_under_the_cap() -> None:
 
 
 def test_stale_rules_table() -> None:
-    stale = changes.model_view(rule(namespaces=("old",))).entry()
-    rows = (rpt.StaleRule("shop", True, False, stale), rpt.StaleRule("db", False, True, stale))
+    stale = rule_view(rule(namespaces=("old",))).entry()
+    rows = (
+        run_report.StaleRule("shop", True, False, stale),
+        run_report.StaleRule("db", False, True, stale),
+    )
     text = report_md.render(make([], stale=rows))
     table = text[text.index("### Stale rules") :]
     assert "| `shop` | egress | Namespace | `namespace old` | TCP | 5432 | " \

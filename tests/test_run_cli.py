@@ -15,7 +15,7 @@ from conftest import FLOW_NOW, CliResult, FlowLog
 from crd import validate_staged_policy
 
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
-from flowfence.calico.policies import load_policies
+from flowfence.calico.policy_docs import load_policies
 
 Runner = Callable[[Sequence[str]], CliResult]
 

@@ -1,9 +1,8 @@
 """The Calico policy model: tiers, policies, network sets, as one frozen PolicySet.
 
-Built from manifests (`load_policies`, a folder of YAML, multi-document files, `kind: List`)
-or from in-memory manifest dicts (`policy_set`, for the engine's own rendered output). The
-per-kind parsing lives in `policy_docs.py`, the rule model in `policy_rules.py` and the
-Kubernetes translation in `policy_k8s.py`.
+Built by `policy_docs.py` from manifests (`load_policies`: a folder of YAML, multi-document
+files, `kind: List`) or from in-memory documents (`policy_set`, for the engine's own output).
+The rule model lives in `policy_rules.py` and the Kubernetes translation in `policy_k8s.py`.
 
 Staged policies are kept in the set as they are; `PolicySet.effective(staged=...)` gives the
 tiers as Calico evaluates them: without staged policies (what the dataplane enforces today), or
@@ -17,8 +16,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 from flowfence.calico.policy_rules import IPNetwork, Rule
 from flowfence.calico.selector import Selector
@@ -213,29 +211,3 @@ def build(
         namespaces=dict(namespaces or {}),
         warnings=tuple(notes),
     )
-
-
-def load_policies(path: Path | None, *, extra_docs: Iterable[Mapping[str, Any]] = ()) -> PolicySet:
-    """Load every manifest under `path` (a file or folder; None for none) plus `extra_docs`."""
-    from flowfence.calico.policy_docs import Loader
-
-    loader = Loader()
-    if path is not None:
-        loader.add_path(path)
-    for i, doc in enumerate(extra_docs):
-        loader.add(doc, f"<manifest {i}>")
-    return loader.build()
-
-
-def policy_set(docs: Iterable[Mapping[str, Any]]) -> PolicySet:
-    """A PolicySet from in-memory manifest dicts (e.g. the engine's own recommendations)."""
-    return load_policies(None, extra_docs=docs)
-
-
-def load_namespaces(path: Path) -> dict[str, dict[str, str]]:
-    """Namespace labels from `kubectl get namespaces -o yaml` output (a List of Namespace)."""
-    from flowfence.calico.policy_docs import Loader
-
-    loader = Loader(namespaces_only=True)
-    loader.add_path(path)
-    return {name: dict(labels) for name, labels in loader.namespaces.items()}

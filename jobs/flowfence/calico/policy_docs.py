@@ -1,4 +1,7 @@
-"""Reads policy manifests (YAML files or dicts) into the model of `policies.py`.
+"""Reads policy manifests (YAML files or documents) into the model of `policies.py`.
+
+`load_policies` reads a file or folder (plus documents), `policy_set` builds the model from
+in-memory documents (the engine's own output), `load_namespaces` reads namespace labels.
 
 Each document is dispatched on `apiVersion` and `kind`. Unknown kinds and unknown fields are
 collected as warnings that name the file, the object and the field path; malformed YAML and
@@ -8,7 +11,7 @@ invalid values raise PolicyError naming the file. Every selector is compiled her
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +323,25 @@ def labels(ctx: Context, meta: Mapping[str, Any]) -> dict[str, str]:
             raise ctx.error(f"metadata.labels: {key!r}: {value!r} must be strings")
         out[key] = value
     return out
+
+
+def load_policies(path: Path | None, *, extra_docs: Iterable[Mapping[str, Any]] = ()) -> PolicySet:
+    """Load every manifest under `path` (a file or folder; None for none) plus `extra_docs`."""
+    loader = Loader()
+    if path is not None:
+        loader.add_path(path)
+    for i, doc in enumerate(extra_docs):
+        loader.add(doc, f"<manifest {i}>")
+    return loader.build()
+
+
+def policy_set(docs: Iterable[Mapping[str, Any]]) -> PolicySet:
+    """A PolicySet from in-memory manifest documents (e.g. the engine's own policies)."""
+    return load_policies(None, extra_docs=docs)
+
+
+def load_namespaces(path: Path) -> dict[str, dict[str, str]]:
+    """Namespace labels from `kubectl get namespaces -o yaml` output (a List of Namespace)."""
+    loader = Loader(namespaces_only=True)
+    loader.add_path(path)
+    return {name: dict(labels) for name, labels in loader.namespaces.items()}

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowfence.calico.policies import load_namespaces, load_policies
+from flowfence.calico.policy_docs import load_namespaces, load_policies
 from flowfence.cli import options
 from flowfence.config.settings import load_settings
 from flowfence.core import database

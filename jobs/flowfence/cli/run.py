@@ -19,14 +19,14 @@ from flowfence.cli import options
 from flowfence.config.settings import Settings, load_settings
 from flowfence.core.errors import BadInput, ExitCode
 from flowfence.report import markdown as report_md
-from flowfence.report import model as rpt
+from flowfence.report import markdown_model, run_report
 from flowfence.run import pipeline, watch
 from flowfence.state import store as state_store
 
 FLAVORS = ("calico-enterprise", "calico", "kubernetes")
 
 
-def _change_text(ns: rpt.NamespaceEntry) -> str:
+def _change_text(ns: run_report.NamespaceEntry) -> str:
     if ns.change in ("none", "unchanged"):
         return "-"
     rules = f" +{len(ns.added_rules)} -{len(ns.removed_rules)}"
@@ -54,8 +54,10 @@ def _summary(result: pipeline.RunResult, out: Path) -> None:
               str(ingress), str(len(ns.drift) or ""), str(len(ns.stale_rules) or ""), notes)),
         )  # fmt: skip
     console.print(table)
-    console.print(Text(report_md.summary_line(report_md.from_report(report)).replace("**", "")))
-    counts = rpt.summary_counts(report)
+    console.print(
+        Text(report_md.summary_line(markdown_model.from_report(report)).replace("**", ""))
+    )
+    counts = run_report.summary_counts(report)
     console.print(
         f"{counts['namespaces']} policies, {counts['egress_rules']} egress and "
         f"{counts['ingress_rules']} ingress rules; {counts['excluded_flows']} flows left to "

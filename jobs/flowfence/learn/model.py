@@ -1,8 +1,8 @@
 """The recommendation model: frozen rules per namespace and direction, safe by construction.
 
 Every string a rule carries ends up in a selector or a manifest, so `Rule.__post_init__`
-re-checks them with validate.py's scalar checks (DNS-1123 names, label keys/values, hostnames,
-CIDRs) even though `validate.screen` already screened the flow logs: a value that would not
+re-checks them with calico/names.py's scalar checks (DNS-1123 names, label keys/values,
+hostnames, CIDRs) even though `names.screen` already screened the flow logs: a value that would not
 be a valid Kubernetes name can never reach the renderer. A bad value raises ValueError.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from flowfence.calico import names as validate
+from flowfence.calico import names
 
 if TYPE_CHECKING:
     from flowfence.config.settings import Settings
@@ -66,31 +66,31 @@ class RuleSettings(Protocol):
 
 
 def dns_label(value: str, what: str = "name") -> str:
-    if not validate.is_dns1123_label(value):
+    if not names.is_dns1123_label(value):
         raise ValueError(f"{what} is not a DNS-1123 label: {value!r}")
     return value
 
 
 def dns_subdomain(value: str, what: str = "name") -> str:
-    if not validate.is_dns1123_subdomain(value):
+    if not names.is_dns1123_subdomain(value):
         raise ValueError(f"{what} is not a DNS-1123 subdomain: {value!r}")
     return value
 
 
 def label_key(value: str) -> str:
-    if not validate.is_label_key(value):
+    if not names.is_label_key(value):
         raise ValueError(f"not a label key: {value!r}")
     return value
 
 
 def label_value(value: str) -> str:
-    if not validate.is_label_value(value):
+    if not names.is_label_value(value):
         raise ValueError(f"not a label value: {value!r}")
     return value
 
 
 def hostname(value: str) -> str:
-    if not validate.is_hostname(value):
+    if not names.is_hostname(value):
         raise ValueError(f"not a domain name: {value!r}")
     return value
 

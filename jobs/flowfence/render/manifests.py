@@ -9,7 +9,7 @@ the newest rule's first sighting).
 Flavors (see README.md, "Output flavors"):
 - `calico-enterprise`: `projectcalico.org/v3` StagedNetworkPolicy + Tier, may use `domains`;
 - `calico`: the same kinds, never `domains` (domain rules name observed IPs instead);
-- `kubernetes`: `networking.k8s.io/v1` NetworkPolicy (render_k8s.py), no tier, no staging.
+- `kubernetes`: `networking.k8s.io/v1` NetworkPolicy (kubernetes.py), no tier, no staging.
 
 Following Calico, `spec.types` lists only the directions that have rules, so a namespace with
 only egress rules stays open for ingress, and a namespace without rules gets no manifest at all
@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import yaml
-
 from flowfence.calico.selector import parse, quote
 from flowfence.core.times import rfc3339
 from flowfence.learn.model import (
@@ -33,7 +31,8 @@ from flowfence.learn.model import (
     RuleSettings,
     dns_label,
 )
-from flowfence.render import kubernetes as render_k8s
+from flowfence.render import kubernetes
+from flowfence.render.yaml_text import dump
 
 PolicyDoc = dict[str, Any]
 
@@ -42,49 +41,6 @@ OURS = "flowfence.io"
 DEFAULT_STATUS = "Learning"
 _STATUS = re.compile(r"[A-Z][A-Za-z]{0,31}")
 MAX_NAME = 253
-
-
-# --- YAML -------------------------------------------------------------------------------------
-
-# Strings a YAML 1.1 or 1.2 reader could take for something else: numbers (incl. octal, hex,
-# exponent and sexagesimal forms such as port ranges `1:59`), booleans, null.
-_AMBIGUOUS = re.compile(
-    r"""[-+]?(\d[\d_]*|0o[0-7_]+|0x[\da-f_]+|0b[01_]+|(\.\d+|\d[\d_]*(\.\d*)?)(e[-+]?\d+)?
-        |\.inf|\.nan)
-      |\d+(:\d+)+
-      |true|false|yes|no|on|off|y|n|null|~|""",
-    re.IGNORECASE | re.VERBOSE,
-)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style, sequences indented under their key (kubectl's style)."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    tag = "tag:yaml.org,2002:str"
-    resolved = dumper.resolve(yaml.ScalarNode, data, (True, False))  # type: ignore[no-untyped-call]
-    if resolved != tag or _AMBIGUOUS.fullmatch(data):
-        return dumper.represent_scalar(tag, data, style="'")
-    return dumper.represent_scalar(tag, data)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def dump(doc: Mapping[str, Any]) -> bytes:
-    text = yaml.dump(
-        doc,
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        width=1 << 20,
-        allow_unicode=False,
-    )
-    return text.encode("utf-8")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -268,13 +224,14 @@ def kustomization(resources: list[str]) -> PolicyDoc:
     }
 
 
-def documents(
+def policy_documents(
     recs: Mapping[str, Recommendation],
     settings: RuleSettings,
     *,
     statuses: Mapping[str, tuple[str, datetime]] | None = None,
 ) -> dict[str, PolicyDoc]:
-    """The manifests as mappings (file name under policies/ -> document), for tests and diff."""
+    """The Tier (Calico flavors) and one policy per namespace with rules: file name under
+    policies/ -> document. Without `statuses` a policy says Learning since its newest rule."""
     docs: dict[str, PolicyDoc] = {}
     if settings.flavor != "kubernetes":
         docs["tier.yaml"] = tier(settings)
@@ -286,11 +243,49 @@ def documents(
             continue
         status = status_of(rec, statuses)
         if settings.flavor == "kubernetes":
-            docs[f"{dns_label(ns)}.yaml"] = render_k8s.network_policy(rec, settings, status)
+            docs[f"{dns_label(ns)}.yaml"] = kubernetes.network_policy(rec, settings, status)
         else:
             docs[f"{dns_label(ns)}.yaml"] = calico_policy(rec, settings, status)
-    docs["kustomization.yaml"] = kustomization(sorted(docs))
     return docs
+
+
+def with_status(doc: PolicyDoc, status: str, updated: datetime) -> PolicyDoc:
+    """A policy with its status annotations set (Calico's, or ours on the kubernetes flavor):
+    the lifecycle decides them after the policy is built, from a digest of the policy."""
+    if not _STATUS.fullmatch(status):
+        raise ValueError(f"bad status {status!r}")
+    prefix = TIGERA if doc["apiVersion"] == "projectcalico.org/v3" else OURS
+    meta = doc["metadata"]
+    notes = {**meta["annotations"], f"{prefix}/status": status}
+    notes[f"{prefix}/lastUpdated"] = rfc3339(updated)
+    return {**doc, "metadata": {**meta, "annotations": notes}}
+
+
+def with_statuses(
+    docs: Mapping[str, PolicyDoc], statuses: Mapping[str, tuple[str, datetime]]
+) -> dict[str, PolicyDoc]:
+    """`docs` with each namespace's policy given its status from `statuses`."""
+    out = dict(docs)
+    for ns, (status, updated) in sorted(statuses.items()):
+        name = f"{dns_label(ns)}.yaml"
+        if name in out:
+            out[name] = with_status(out[name], status, updated)
+    return out
+
+
+def with_kustomization(docs: Mapping[str, PolicyDoc]) -> dict[str, PolicyDoc]:
+    """`docs` and the kustomization listing them."""
+    return {**docs, "kustomization.yaml": kustomization(sorted(docs))}
+
+
+def documents(
+    recs: Mapping[str, Recommendation],
+    settings: RuleSettings,
+    *,
+    statuses: Mapping[str, tuple[str, datetime]] | None = None,
+) -> dict[str, PolicyDoc]:
+    """The manifests as mappings (file name under policies/ -> document), for tests and diff."""
+    return with_kustomization(policy_documents(recs, settings, statuses=statuses))
 
 
 def render(

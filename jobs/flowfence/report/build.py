@@ -1,4 +1,4 @@
-"""The run report model (report.py) built from what a run computed."""
+"""The run report model (run_report.py) built from what a run computed."""
 
 from __future__ import annotations
 
@@ -12,49 +12,19 @@ from flowfence.learn import exclude, namespaces
 from flowfence.learn.model import Recommendation, Rule
 from flowfence.learn.stale import StaleRule
 from flowfence.render.manifests import policy_name
-from flowfence.report import model as rpt
+from flowfence.report import change_set, run_report
 from flowfence.state.lifecycle import NamespaceState
 
 
-def peer_text(rule: Rule) -> str:
-    """A short, human-readable name for the peer of a rule (reports only)."""
-    if rule.scope == "Namespace":
-        return "namespace " + ",".join(rule.namespaces)
-    if rule.scope == "NetworkSet" and rule.netset is not None:
-        where = rule.netset.namespace or "global"
-        return f"networkset {where}/{rule.netset.name}"
-    if rule.scope == "Service" and rule.service is not None:
-        return f"service {rule.service.namespace or '-'}/{rule.service.name}"
-    if rule.scope == "Domains":
-        return "domains " + ",".join(rule.domains)
-    nets = ",".join(rule.nets)
-    return f"nets {nets}" + (f" except {len(rule.not_nets)} ranges" if rule.not_nets else "")
+def rule_entry(rule: Rule) -> run_report.RuleEntry:
+    return change_set.rule_view(rule).entry()
 
 
-def rule_entry(rule: Rule) -> rpt.RuleEntry:
-    ev = rule.evidence
-    return rpt.RuleEntry(
-        direction=rule.direction,
-        action=rule.action,
-        scope=rule.scope,
-        peer=peer_text(rule),
-        protocol=rule.protocol,
-        ports=tuple(str(p) for p in rule.ports),
-        evidence=rpt.Evidence(
-            rpt.rfc3339(ev.first_seen),
-            rpt.rfc3339(ev.last_seen),
-            ev.flows,
-            ev.bytes,
-            ev.days,
-            ev.edges,
-        ),
-        flags=rule.flags,
-    )
-
-
-def exclusions(tallies: Mapping[tuple[str, str], exclude.Tally]) -> tuple[rpt.Exclusion, ...]:
+def exclusions(
+    tallies: Mapping[tuple[str, str], exclude.Tally],
+) -> tuple[run_report.Exclusion, ...]:
     return tuple(
-        rpt.Exclusion(reason, policy, t.edges, t.flows, t.bytes)
+        run_report.Exclusion(reason, policy, t.edges, t.flows, t.bytes)
         for (reason, policy), t in sorted(tallies.items())
     )
 
@@ -83,34 +53,37 @@ def build(
     files: Mapping[str, bytes],
     selection: namespaces.SelectedNamespaces,
     *,
-    excluded: tuple[rpt.Exclusion, ...],
-    flagged: tuple[rpt.Exclusion, ...],
-    rejected: tuple[rpt.Rejection, ...],
+    excluded: tuple[run_report.Exclusion, ...],
+    flagged: tuple[run_report.Exclusion, ...],
+    rejected: tuple[run_report.Rejection, ...],
     warnings: tuple[str, ...],
-) -> rpt.RunReport:
+) -> run_report.RunReport:
     entries = []
     for ns in sorted(recs):
         rec = recs[ns]
         state = facts.states[ns]
         manifest = f"policies/{ns}.yaml" if f"policies/{ns}.yaml" in files else None
         entries.append(
-            rpt.NamespaceEntry(
+            run_report.NamespaceEntry(
                 namespace=ns,
                 name=policy_name(settings, ns),
                 status=state.status,
-                lastUpdated=rpt.rfc3339(state.last_updated),
+                lastUpdated=run_report.rfc3339(state.last_updated),
                 stagedAction=state.staged_action,
                 manifest=manifest,
                 rules=tuple(rule_entry(r) for r in rec.rules),
                 notes=rec.folded,
                 flags=rec.flags,
                 rhythm=state.rhythm,
-                last_flow=rpt.rfc3339(state.last_flow) if state.last_flow else None,
+                last_flow=run_report.rfc3339(state.last_flow) if state.last_flow else None,
             )
         )
-    return rpt.RunReport(
-        now=rpt.rfc3339(_utc(facts.now)),
-        window={"since": rpt.rfc3339(_utc(facts.since)), "until": rpt.rfc3339(_utc(facts.now))},
+    return run_report.RunReport(
+        now=run_report.rfc3339(_utc(facts.now)),
+        window={
+            "since": run_report.rfc3339(_utc(facts.since)),
+            "until": run_report.rfc3339(_utc(facts.now)),
+        },
         flavor=settings.flavor,
         tier=settings.tier_name,
         input=facts.input,
@@ -123,7 +96,7 @@ def build(
         rejected=rejected,
         warnings=warnings,
         stale_rules=tuple(
-            rpt.StaleRule(s.namespace, s.fully_stale, facts.pruned, rule_entry(s.rule))
+            run_report.StaleRule(s.namespace, s.fully_stale, facts.pruned, rule_entry(s.rule))
             for s in facts.stale_rules
         ),
         incremental=facts.incremental,

@@ -16,59 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from flowfence.report import model as rpt
-from flowfence.review.changes import NamespaceChange, RuleView
+from flowfence.report import run_report
+from flowfence.report.change_set import RuleView
+from flowfence.report.markdown_model import Namespace, Report, from_report
 
 LIMIT = 65_000
 FIRST_POLICY_LINES = 3  # more first policies than this share one risk line
 JSON_NAME = "report.json"
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """What the report says about one namespace."""
-
-    namespace: str
-    status: str
-    previous_status: str | None
-    staged_action: str
-    change: NamespaceChange | None = None
-    rules: int = 0
-    decision: str | None = None  # one line: verdict, author, reason, expiry
-    drift: tuple[RuleView, ...] = ()
-    stale: tuple[RuleView, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return self.change is not None and self.change.change != "unchanged"
-
-    @property
-    def needs_look(self) -> bool:
-        return bool(self.changed or self.drift or self.stale or self.status_changed)
-
-    @property
-    def status_changed(self) -> bool:
-        return self.previous_status is not None and self.previous_status != self.status
-
-
-@dataclass(frozen=True)
-class Report:
-    now: str
-    since: str
-    until: str
-    flavor: str
-    tier: str
-    namespaces: tuple[Namespace, ...]
-    other_files: tuple[str, ...] = ()  # tier.yaml, kustomization.yaml ... that changed
-    excluded: tuple[rpt.Exclusion, ...] = ()
-    flagged: tuple[rpt.Exclusion, ...] = ()
-    rejected: tuple[rpt.Rejection, ...] = ()
-    warnings: tuple[str, ...] = field(default=())
-    lapsed: tuple[str, ...] = ()  # decisions whose expiry has passed, one line each
-    stale: tuple[rpt.StaleRule, ...] = ()  # every namespace's stale rules, one table
 
 
 def cell(text: str) -> str:
@@ -213,7 +168,7 @@ def section(ns: Namespace, *, with_diff: bool = True) -> str:
     return "\n".join([*lines, "</details>", ""])
 
 
-def _tally(title: str, rows: Sequence[rpt.Exclusion]) -> list[str]:
+def _tally(title: str, rows: Sequence[run_report.Exclusion]) -> list[str]:
     if not rows:
         return []
     return [
@@ -226,7 +181,7 @@ def _tally(title: str, rows: Sequence[rpt.Exclusion]) -> list[str]:
     ]
 
 
-def _stale(rows: Sequence[rpt.StaleRule]) -> list[str]:
+def _stale(rows: Sequence[run_report.StaleRule]) -> list[str]:
     if not rows:
         return []
     out = [
@@ -336,72 +291,5 @@ def render(report: Report, limit: int = LIMIT) -> str:
     return "\n".join(out) + note
 
 
-# --- from the run report ------------------------------------------------------------------
-
-
-def _view(entry: rpt.RuleEntry) -> RuleView:
-    return RuleView(
-        entry.direction, entry.action, entry.scope, entry.peer, entry.protocol, entry.ports,
-        entry.evidence, entry.flags,
-    )  # fmt: skip
-
-
-def _decision_text(decision: dict[str, str] | None) -> str | None:
-    if not decision:
-        return None
-    until = f", until {decision['expires']}" if decision.get("expires") else ""
-    return f"{decision['decision']} by {decision['author']}{until}: {decision['reason']}"
-
-
-def _namespace(entry: rpt.NamespaceEntry) -> Namespace:
-    change = NamespaceChange(
-        namespace=entry.namespace,
-        path=entry.manifest or f"policies/{entry.namespace}.yaml",
-        change=entry.change,  # type: ignore[arg-type]
-        previous_kind=entry.previous_kind,
-        kind=entry.kind,
-        previous_staged_action=entry.previous_stagedAction,
-        staged_action=entry.stagedAction if entry.kind == "StagedNetworkPolicy" else None,
-        added_rules=tuple(map(_view, entry.added_rules)),
-        removed_rules=tuple(map(_view, entry.removed_rules)),
-        diff=entry.diff,
-    )
-    has_file = entry.kind is not None or entry.previous_kind is not None
-    return Namespace(
-        namespace=entry.namespace,
-        status=entry.status,
-        previous_status=entry.previous_status,
-        staged_action=entry.stagedAction,
-        change=change if has_file else None,
-        rules=len(entry.rules),
-        decision=_decision_text(entry.decision),
-        drift=tuple(map(_view, entry.drift)),
-        stale=tuple(map(_view, entry.stale_rules)),
-        notes=(*entry.flags, *entry.notes),
-    )
-
-
-def from_report(report: rpt.RunReport) -> Report:
-    return Report(
-        now=report.now,
-        since=report.window["since"],
-        until=report.window["until"],
-        flavor=report.flavor,
-        tier=report.tier,
-        namespaces=tuple(_namespace(ns) for ns in report.namespaces),
-        other_files=report.other_files,
-        excluded=report.excluded,
-        flagged=report.flagged,
-        rejected=report.rejected,
-        warnings=report.warnings,
-        lapsed=tuple(
-            f"{d['namespace']}: {d['decision']} by {d['author']} expired {d['expires']}; "
-            "learning again (remove the entry or decide again)"
-            for d in report.lapsed_decisions
-        ),
-        stale=report.stale_rules,
-    )
-
-
-def to_markdown(report: rpt.RunReport, limit: int = LIMIT) -> str:
+def to_markdown(report: run_report.RunReport, limit: int = LIMIT) -> str:
     return render(from_report(report), limit)

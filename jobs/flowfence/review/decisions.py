@@ -12,11 +12,12 @@ namespace and the field. A decision is one of
 each with a reason, an author and an optional expiry after which the namespace lapses back
 to learning. Reactivating a namespace removes its entry. flowfence never rewrites this file
 during a run: an expired entry stays until someone removes it, and the report says it lapsed.
+How a run applies the decisions to its policies is apply_decisions.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from flowfence.calico import names as validate
+from flowfence.calico import names
 from flowfence.core import atomic, times
 from flowfence.core.errors import ConfigError
 
@@ -115,7 +116,7 @@ def _text(value: object, where: str) -> str:
 
 
 def check_namespace(namespace: object, where: str) -> str:
-    if not isinstance(namespace, str) or not validate.is_dns1123_label(namespace):
+    if not isinstance(namespace, str) or not names.is_dns1123_label(namespace):
         raise ConfigError(f"{where}: namespace {namespace!r} is not a DNS-1123 label")
     return namespace
 
@@ -232,127 +233,3 @@ def decide(
         namespace, to_dict(Decision(namespace, verdict, reason, author, decided, expires)), where
     )
     return decisions.with_decision(entry)
-
-
-# --- applying decisions to the rendered manifests -----------------------------------------
-
-PolicyDoc = dict[str, Any]
-STAGED_LABEL = "projectcalico.org/spec.stagedAction"
-CALICO_API = "projectcalico.org/v3"
-POLICIES = "policies"
-KUSTOMIZATION = "policies/kustomization.yaml"
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True)
-class Applied:
-    """The manifests after the decisions, and what each decision did."""
-
-    files: dict[str, bytes]  # policies/... -> bytes, kustomization.yaml rebuilt
-    staged_actions: dict[str, str]  # decided namespaces -> Set | Ignore (others: Learn)
-    frozen: dict[str, PolicyDoc]  # namespace -> the accepted or enforced policy (drift base)
-    applied: dict[str, Decision]  # the decisions in force this run
-    lapsed: dict[str, Decision]  # decisions whose expiry has passed
-
-
-def _policy_of(doc: object, namespace: str) -> PolicyDoc | None:
-    if not isinstance(doc, dict) or doc.get("kind") not in ("StagedNetworkPolicy", "NetworkPolicy"):
-        return None
-    meta = doc.get("metadata")
-    spec = doc.get("spec")
-    if (
-        not isinstance(meta, dict)
-        or meta.get("namespace") != namespace
-        or not isinstance(spec, dict)
-    ):
-        return None
-    return doc
-
-
-def read_policy(files: Mapping[str, bytes], namespace: str) -> PolicyDoc | None:
-    """The namespace's policy in `files` (relative paths under DIR), if there and readable."""
-    data = files.get(f"{POLICIES}/{namespace}.yaml")
-    if data is None:
-        return None
-    try:
-        doc = yaml.load(data.decode("utf-8"), Loader=_YAML_LOADER)
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return _policy_of(doc, namespace)
-
-
-def _calico(doc: PolicyDoc) -> bool:
-    return doc.get("apiVersion") == CALICO_API
-
-
-def staged_set(doc: PolicyDoc) -> PolicyDoc:
-    """Calico's "move to the policy board": the staged policy with stagedAction Set."""
-    if not _calico(doc):
-        return doc  # Kubernetes NetworkPolicy has no staging: freezing is all accept does
-    meta = dict(doc["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), STAGED_LABEL: "Set"}
-    spec = {"stagedAction": "Set", **{k: v for k, v in doc["spec"].items() if k != "stagedAction"}}
-    return {"apiVersion": CALICO_API, "kind": "StagedNetworkPolicy", "metadata": meta, "spec": spec}
-
-
-def enforced(doc: PolicyDoc) -> PolicyDoc:
-    """The same name, tier, selector and rules as an enforced NetworkPolicy, without
-    stagedAction, its label and the rules' metadata (the recommendation's provenance)."""
-    if not _calico(doc):
-        return doc
-    meta = dict(doc["metadata"])
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != STAGED_LABEL}
-    if labels:
-        meta["labels"] = labels
-    else:
-        meta.pop("labels", None)
-    spec: dict[str, Any] = {}
-    for key, value in doc["spec"].items():
-        if key == "stagedAction":
-            continue
-        if key in ("ingress", "egress"):
-            value = [{k: v for k, v in rule.items() if k != "metadata"} for rule in value]
-        spec[key] = value
-    return {"apiVersion": CALICO_API, "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
-
-
-def apply(
-    files: Mapping[str, bytes],
-    previous: Mapping[str, bytes],
-    decisions: Decisions,
-    now: datetime,
-    *,
-    enforced_in_cluster: Iterable[str] = (),
-) -> Applied:
-    """Apply the decisions in force at `now` to a run's rendered files (`policies/...`).
-
-    An accepted or enforced namespace keeps the rules it had when the decision was first
-    applied: its previous manifest when there is one (what was reviewed), else this run's.
-    Namespaces enforced in the cluster (an enforced NetworkPolicy in our tier among
-    `--existing-policies`) get no manifest and stop learning, unless a decision says otherwise.
-    Only the decided namespaces are parsed and rendered again; other files pass through.
-    """
-    from flowfence.render.manifests import dump, kustomization  # render imports nothing from here
-
-    active, lapsed = decisions.active(now), decisions.expired(now)
-    cluster = set(enforced_in_cluster)
-    out = {rel: data for rel, data in files.items() if rel != KUSTOMIZATION}
-    staged: dict[str, str] = {}
-    frozen: dict[str, PolicyDoc] = {}
-    for ns in sorted({*active, *cluster}):
-        rel, decision = f"{POLICIES}/{ns}.yaml", active.get(ns)
-        if decision is None or decision.decision == "dismiss":
-            out.pop(rel, None)
-            staged[ns] = "Set" if decision is None else decision.staged_action
-            continue
-        staged[ns] = decision.staged_action
-        base = read_policy(previous, ns) or read_policy(files, ns)
-        if base is None:
-            continue  # nothing learned or written yet: the decision waits for rules
-        policy = staged_set(base) if decision.decision == "accept" else enforced(base)
-        frozen[ns] = policy
-        out[rel] = dump(policy)
-    if KUSTOMIZATION in files:
-        names = sorted(rel.removeprefix(f"{POLICIES}/") for rel in out)
-        out[KUSTOMIZATION] = dump(kustomization(names))
-    return Applied(dict(sorted(out.items())), staged, frozen, active, lapsed)

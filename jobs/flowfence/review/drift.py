@@ -5,22 +5,23 @@ Two ways, for the two places the frozen rules can come from:
 - `drift` compares rule models: which learned rules no accepted rule covers (same direction and
   protocol, ports within, the peer's namespaces, network set, service or domains within, every
   address of the learned nets inside the accepted nets and outside their holes);
-- `uncovered` evaluates the learnable edges against the frozen manifest itself with flowfence's
-  Calico evaluator: an edge is drift when the policy selects its endpoint and no rule matches.
+- `uncovered` evaluates the learnable edges against the frozen policy's model (a PolicySet
+  built from its documents, or the enforced policy found among `--existing-policies`, see
+  `enforced_in_cluster`) with flowfence's Calico evaluator: an edge is drift when the policy
+  selects its endpoint and no rule matches.
 
 Both are conservative: a learned rule only partly covered is drift.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import polars as pl
 
 from flowfence.calico import cidr
 from flowfence.calico.evaluate import Edge, Evaluator
-from flowfence.calico.policies import PolicySet, policy_set
+from flowfence.calico.policies import PolicyKind, PolicySet, Tier
 from flowfence.learn.model import Rule
 
 
@@ -79,8 +80,21 @@ def drift(accepted: Iterable[Rule], learned: Iterable[Rule]) -> tuple[Rule, ...]
     return tuple(r for r in learned if not any(covers(a, r) for a in frozen))
 
 
+def enforced_in_cluster(existing: PolicySet | None, tier: str) -> dict[str, PolicySet]:
+    """Namespaces with an enforced Calico NetworkPolicy in our tier among --existing-policies,
+    each with a PolicySet holding just that tier and policy (the drift base)."""
+    if existing is None or (found := existing.tier(tier)) is None:
+        return {}
+    enforced = [p for p in found.policies if p.kind == PolicyKind.NP and p.namespace]
+    out: dict[str, PolicySet] = {}
+    for ns in sorted({str(p.namespace) for p in enforced}):
+        mine = tuple(p for p in enforced if p.namespace == ns)
+        out[ns] = PolicySet(tiers=(Tier(found.name, found.order, found.default_action, mine),))
+    return out
+
+
 def uncovered(
-    policies: PolicySet | Sequence[Mapping[str, Any]],
+    policies: PolicySet,
     edges: pl.DataFrame,
     tier: str,
     *,
@@ -88,14 +102,12 @@ def uncovered(
 ) -> pl.DataFrame:
     """The learnable edges (EDGE_SCHEMA + `direction`) that a frozen policy does not cover.
 
-    `policies` are the accepted or enforced manifest and its Tier (documents, or a PolicySet
-    such as the one enforced policy found among `--existing-policies`); each edge is evaluated
-    as Calico would in its direction, and it is drift when the policy selected its endpoint but
-    no rule matched (the end of our tier). A direction the policy does not restrict (not in its
+    `policies` hold the accepted or enforced policy and its Tier; each edge is evaluated as
+    Calico would in its direction, and it is drift when the policy selected its endpoint but no
+    rule matched (the end of our tier). A direction the policy does not restrict (not in its
     `types`) is not drift: that traffic stays allowed.
     """
-    chosen = policies if isinstance(policies, PolicySet) else policy_set(policies)
-    evaluator = Evaluator(chosen, namespaces=namespaces, staged=True)
+    evaluator = Evaluator(policies, namespaces=namespaces, staged=True)
     keep: list[bool] = []
     for row in edges.iter_rows(named=True):
         edge, direction = Edge.from_row(row), row["direction"]

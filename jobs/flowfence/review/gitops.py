@@ -22,8 +22,8 @@ from pathlib import Path
 
 from flowfence.core import atomic
 from flowfence.core.errors import ConfigError, RuntimeFailure
+from flowfence.report.change_set import ChangeSet
 from flowfence.review import changes, decisions
-from flowfence.review.changes import ChangeSet
 
 COMMITTED = ("policies", "decisions.yaml", "report.md", ".gitignore")
 # What a decision or a policy is: a change to one of these makes a commit.

@@ -1,51 +1,53 @@
 """The recommendation run, stage by stage: read the new flows -> aggregate edges -> screen
 untrusted strings -> merge into the state -> exclude what higher tiers decide -> build rules ->
-status per namespace -> render manifests -> report.
+build each policy document once -> status per namespace -> apply decisions -> YAML -> review
+(drift, changes) -> report.
 
 `compute` does everything but writing and returns the files to write and the new state; `run`
 holds the state lock, loads the state, commits the new one and writes the outputs atomically.
 Only the read touches the flow logs (one DuckDB scan of the files this run has not sealed yet,
-incremental.py); the rest works on the distinct edges of the state plus the new ones.
+state/incremental.py); the rest works on the distinct edges of the state plus the new ones.
+The state after the run is assembled in next_state.py, the statuses decided in statuses.py and
+the report's facts gathered in report_facts.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import duckdb
-import polars as pl
 
-from flowfence.calico import names as validate
 from flowfence.config.settings import Settings
 from flowfence.core import atomic, checkpoints
 from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.flows import sources
-from flowfence.flows.edges import KEY_COLUMNS
 from flowfence.flows.sources import FileInfo
-from flowfence.learn import learnable as learn
-from flowfence.learn import rules, stale
+from flowfence.learn import stale
 from flowfence.learn.model import Recommendation
-from flowfence.render import cache as render_cache
-from flowfence.report import model as rpt
-from flowfence.report.build import RunFacts, exclusions
-from flowfence.report.build import build as _report
-from flowfence.review import changes, decisions, gitops
-from flowfence.review import step as review
-from flowfence.state import incremental, lifecycle
-from flowfence.state import rhythm as schedule
-from flowfence.state import store as state_store
-from flowfence.state import tables as state
+from flowfence.render import manifests, yaml_files
+from flowfence.report import markdown, run_report
+from flowfence.review import (
+    annotate,
+    apply_decisions,
+    baseline,
+    changes,
+    decisions,
+    drift,
+    gitops,
+    outcome,
+)
+from flowfence.run import learning, next_state, report_facts, statuses
+from flowfence.state import incremental, store, tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-Cached = render_cache.Cached
-_ROW = "__state_row"  # row of the merged edges, carried through screening and exclusion
+Cached = yaml_files.Cached
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,13 @@ class Computation:
     recommendations: Mapping[str, Recommendation]
     statuses: Mapping[str, tuple[str, datetime]]
     files: Mapping[str, bytes]
-    report: rpt.RunReport
-    state: state.State  # the state after this run, not yet committed
+    report: run_report.RunReport
+    state: tables.State  # the state after this run, not yet committed
     changed: bool  # whether `state` differs from the state the run started from
     stale_rules: tuple[stale.StaleRule, ...] = ()
     reads: Reads | None = None  # what this run read (not in the report: it must not depend
     # on what earlier runs happened to read)
-    review: review.Review | None = None  # decisions applied, drift, changes against DIR
+    review: outcome.Review | None = None  # decisions applied, drift, changes against DIR
 
 
 @dataclass(frozen=True)
@@ -145,17 +147,17 @@ def _read_with(
 
 
 def compute(
-    request: RunRequest, prior: state.State | None = None, cached: Cached | None = None
+    request: RunRequest, prior: tables.State | None = None, cached: Cached | None = None
 ) -> Computation:
     """The run over the flows not yet sealed in `prior` (a new state when None). `cached`
     returns the bytes of an output file as written before (None when absent), so that
     unchanged manifests are not rendered again."""
-    prior = prior if prior is not None else state.new()
+    prior = prior if prior is not None else tables.new()
     now = request.now.astimezone(UTC).replace(tzinfo=None)
     if prior.now is not None and now < prior.now:
         raise BadInput(
-            f"--now {rpt.rfc3339(now)} is before the last run recorded in the state "
-            f"({rpt.rfc3339(prior.now)}); use another --state to recompute the past"
+            f"--now {run_report.rfc3339(now)} is before the last run recorded in the state "
+            f"({run_report.rfc3339(prior.now)}); use another --state to recompute the past"
         )
     # A broken decisions file stops the run before any flow log is read.
     decided = decisions.load(request.out)
@@ -175,208 +177,103 @@ def compute(
 
 def derive(
     request: RunRequest,
-    prior: state.State,
+    prior: tables.State,
     plan: incremental.Plan,
     reads: Reads,
     cached: Cached | None = None,
     *,
     decided: decisions.Decisions | None = None,
 ) -> Computation:
-    """Everything after the read: pure, no I/O but the policy and namespace files.
-
-    The state keeps edges as read (unscreened): every run screens the merged edges, so what is
-    rejected and counted is exactly what a single read of all the data would give."""
+    """Everything after the read: pure, no I/O but the policy, decision and namespace files."""
     settings = request.settings
     now = request.now.astimezone(UTC).replace(tzinfo=None)
-    sealed = incremental.merge_edges(prior.edges, reads.seal.edges, reads.backfill.edges)
-    activity_sealed = schedule.trim(
-        incremental.merge_activity(prior.activity, reads.seal.activity, reads.backfill.activity)
-    )
-    everything = incremental.merge_edges(sealed, reads.open.edges)
-    activity = incremental.merge_activity(activity_sealed, reads.open.activity)
-    good, rejections = validate.screen(everything.drop("day_list").with_row_index(_ROW))
-    previous = learn.previous_states(prior)
-    learned = learn.learn(
+    previous = statuses.previous_states(prior)
+    learned = learning.learn(
         settings,
-        request.namespaces_file,
-        request.existing_policies,
-        good,
+        next_state.merge(prior, reads.seal, reads.open, reads.backfill),
         previous,
         plan.origin,
         now,
+        namespaces_file=request.namespaces_file,
+        existing_policies=request.existing_policies,
+        prune_stale=request.prune_stale,
     )
-    selected = learned.selection.selected
-    recs = rules.build(learned.learnable, selected, settings)
-
-    # Namespace activity is measured before any pruning: pruned evidence was still traffic.
-    newest = good.get_column("last_seen").max() if good.height else None
-    newest_flow = newest if isinstance(newest, datetime) else None
-    last_flow = learn.last_flows(good)
-    cutoff = stale.cutoff(good, settings.stale_rule_period)
-    old = stale.stale_evidence(learned.learnable, cutoff)
-    stale_rules: tuple[stale.StaleRule, ...] = ()
-    pruned = 0
-    if old.height and cutoff is not None:
-        fresh = rules.build(
-            learned.learnable.filter(pl.col("last_seen") >= cutoff), selected, settings
-        )
-        stale_rules = stale.compare(recs, fresh, cutoff)
-        if request.prune_stale:
-            recs, pruned = fresh, old.height
-            keys = everything.select(pl.col(list(KEY_COLUMNS)).gather(old.get_column(_ROW)))
-            sealed = _without(sealed, keys)
-            everything = _without(everything, keys)
-
-    rhythms = schedule.detect_all(activity)
-    digests = learn.digests(recs, settings)
-    timing = lifecycle.Timing(
-        settings.interval, settings.stabilization_period, settings.stale_namespace_period
-    )
-    states = {
-        ns: lifecycle.decide(
-            previous.get(ns),
-            namespace=ns,
-            rules_digest=digests[ns],
-            rules=len(recs[ns].rules),
-            learning_since=learned.since[ns],
-            last_flow=last_flow.get(ns),
-            newest_flow=newest_flow,
-            rhythm=rhythms.get(ns),
-            now=now,
-            timing=timing,
-        )
-        for ns in selected
-    }
-    statuses = {ns: (s.status, s.last_updated) for ns, s in states.items()}
-    files, manifests = render_cache.render(recs, settings, statuses, prior.manifests, cached)
+    recs, chosen = learned.recs, learned.selected
+    # Each policy document is built once: its digest decides the status, which is then set.
+    docs = manifests.policy_documents(recs, settings)
+    states = statuses.decide(
+        settings, docs, recs,
+        selected=chosen.selection.selected, previous=previous, since=chosen.since,
+        edges=learned.screened, activity=learned.merged.activity, now=now,
+    )  # fmt: skip
+    status = {ns: (s.status, s.last_updated) for ns, s in states.items()}
+    docs = manifests.with_statuses(docs, status)
     # The change is reported against the files before the run; a rerun at the same --now
     # (a retry, or a run killed between the policies and the report) against the files
     # before the run that committed the state, so it reports the same change.
-    disk = changes.read_policies(request.out)
+    before = changes.read_policies(request.out)
     previous_status: dict[str, str] = {ns: p.status for ns, p in previous.items()}
     if prior.now == now:
-        before, previous_status = review.baseline(disk, prior.baseline, previous_status)
-    else:
-        before = disk
-    checked = review.review(
-        recs,
-        files,
-        settings,
-        previous=before,
-        decided=decided if decided is not None else decisions.load(request.out),
-        now=request.now.astimezone(UTC),
-        learnable=learned.learnable,
-        existing=learned.policies,
+        before, previous_status = baseline.baseline(before, prior.baseline, previous_status)
+    in_cluster = drift.enforced_in_cluster(chosen.policies, settings.tier_name)
+    applied = apply_decisions.apply(
+        {f"{apply_decisions.POLICIES}/{name}": doc for name, doc in docs.items()},
+        before,
+        decided if decided is not None else decisions.load(request.out),
+        request.now.astimezone(UTC),
+        enforced_in_cluster=tuple(in_cluster),
     )
-    files = checked.files
+    files, written = yaml_files.render(applied.documents, prior.manifests, cached)
+    checked = outcome.review(
+        recs, applied, files, settings,
+        previous=before, learnable=chosen.learnable, in_cluster=in_cluster,
+    )  # fmt: skip
     states = {
-        ns: replace(s, staged_action=checked.applied.staged_actions.get(ns, "Learn"))
+        ns: replace(s, staged_action=applied.staged_actions.get(ns, "Learn"))
         for ns, s in states.items()
     }
-
-    generation = prior.generation + 1
-    nonempty = reads.seal.nonempty | reads.backfill.nonempty
-    after = state.State(
-        generation=prior.generation,
-        origin=plan.origin,
-        watermark=plan.watermark,
-        now=now,
-        edges=sealed,
-        activity=activity_sealed,
-        namespaces=pl.DataFrame(
-            [asdict(s) for _, s in sorted(states.items())], schema=state.NAMESPACES_SCHEMA
+    after = next_state.after(
+        prior, plan, learned.merged, now,
+        states=states,
+        sealed_nonempty=reads.seal.nonempty | reads.backfill.nonempty,
+        manifests=written,
+        baseline=baseline.baseline_table(
+            before, files, previous_status, {ns: s.status for ns, s in states.items()}
         ),
-        files=incremental.sealed_files(prior.files, plan.seal, nonempty, generation),
-        runs=prior.runs,
-        manifests=manifests,
-        baseline=review.baseline_table(
-            before, checked.files, previous_status, {ns: s.status for ns, s in states.items()}
-        ),
-        table_files=prior.table_files,
-    )
+    )  # fmt: skip
     changed = not prior.same_content(after)
     if changed:
-        after = replace(after, runs=_log_run(prior, plan, reads, now, pruned))
-    late = incremental.late_note(plan)
-    facts = RunFacts(
-        now=now,
-        since=plan.origin,
-        input={
-            "files": after.files.filter(~pl.col("empty")).height + reads.open.files,
-            "rows": int(everything.get_column("rows").sum()) if everything.height else 0,
-            "flows": int(everything.get_column("flows").sum()) if everything.height else 0,
-            "edges": everything.height,
-        },
-        incremental={
-            "generation": generation if changed else prior.generation,
-            "sealed_files": after.files.height,
-            "open_files": len(plan.open),
-            "late_files": len(plan.late),
-            "state_edges": sealed.height,
-            "pruned_edges": pruned,
-        },
-        states=states,
-        stale_rules=stale_rules,
-        pruned=request.prune_stale,
-    )
-    report = _report(
-        settings,
-        facts,
-        recs,
-        files,
-        learned.selection,
-        excluded=exclusions(learned.excluded.excluded),
-        flagged=exclusions(learned.excluded.flagged),
-        rejected=tuple(
-            rpt.Rejection(r.reason, r.edges, r.flows, r.samples) for r in rejections.items
-        ),
-        warnings=(*learned.warnings, *([late] if late else [])),
-    )
-    report = review.annotate(report, checked, previous_status, settings)
+        after = replace(
+            after, runs=next_state.log_run(prior, plan, reads.batches, now, learned.pruned)
+        )
+    report = report_facts.report(
+        settings, plan, learned,
+        now=now, prior=prior, after=after, changed=changed, open_files=reads.open.files,
+        states=states, prune_stale=request.prune_stale, files=files,
+    )  # fmt: skip
+    report = annotate.annotate(report, checked, previous_status, settings)
     return Computation(
-        recs, statuses, files, report, after, changed, stale_rules, reads, review=checked
+        recs, status, files, report, after, changed, learned.stale_rules, reads, review=checked
     )
-
-
-def _without(frame: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    return frame.join(keys, on=list(KEY_COLUMNS), how="anti", nulls_equal=True)
-
-
-def _log_run(
-    prior: state.State, plan: incremental.Plan, reads: Reads, now: datetime, pruned: int
-) -> pl.DataFrame:
-    row = {
-        "generation": prior.generation + 1,
-        "now": now,
-        "origin": plan.origin,
-        "files_read": sum(b.files for b in reads.batches),
-        "files_sealed": len(plan.seal),
-        "rows_read": sum(b.rows for b in reads.batches),
-        "flows_read": sum(b.flows for b in reads.batches),
-        "late_ignored": len(plan.late),
-        "backfill_files": len(plan.backfill),
-        "pruned_edges": pruned,
-    }
-    return pl.concat([prior.runs, pl.DataFrame([row], schema=state.RUNS_SCHEMA)])
 
 
 def run(request: RunRequest) -> RunResult:
     """Lock the state, compute, commit the new state, then write policies and reports."""
     # A local state directory is locked; an s3:// one is committed with a conditional put
-    # (state_store.py), so a run that loses the race stops before writing any output.
-    with state_store.opened(request.state_dir) as held:
+    # (state/store.py), so a run that loses the race stops before writing any output.
+    with store.opened(request.state_dir) as held:
         _step(request, "after-lock")
         prior = held.load()
         held.collect_garbage(prior)
-        computation = compute(request, prior, render_cache.output_reader(request.out))
+        computation = compute(request, prior, yaml_files.output_reader(request.out))
         if computation.changed:
             held.commit(prior, computation.state)
         out = request.out
         written, removed = atomic.sync_tree(out, computation.files, owned="policies")
         _step(request, "after-policies")
         reports = {
-            "report.json": rpt.to_json(computation.report).encode(),
-            "report.md": rpt.to_markdown(computation.report).encode(),
+            "report.json": run_report.to_json(computation.report).encode(),
+            "report.md": markdown.to_markdown(computation.report).encode(),
         }
         for name, data in reports.items():
             if atomic.write_bytes(out / name, data):

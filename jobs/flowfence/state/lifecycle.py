@@ -1,7 +1,7 @@
 """Recommendation status, from the state of the previous run, the new rules and `--now`.
 
-Per namespace the state keeps a digest of its rendered policy (status, lastUpdated and the
-rules' firstSeen provenance left out). A run whose rules give another digest *changed* the
+Per namespace the state keeps a digest of its policy document (status and lastUpdated masked,
+the rules' firstSeen provenance left out). A run whose rules give another digest *changed* the
 namespace: status `Learning`, `lastUpdated` = this run's `--now`. Otherwise `lastUpdated`
 stays, and the time since then picks the status with Calico's timing (reference §1.6):
 `Stabilizing` once unchanged for more than 2 x interval, `Stable` once unchanged for more than
@@ -13,7 +13,7 @@ the stabilization period. Two statuses Calico defines but never sets come first:
   newest flow in the state (measured against the data, not the clock, so a pause in the flow
   logs does not turn every namespace stale).
 
-Schedule-aware: for a namespace with a daily or weekly rhythm (schedule.py), `Stable` also
+Schedule-aware: for a namespace with a daily or weekly rhythm (rhythm.py), `Stable` also
 needs one full period of data (a day, a week) observed since the last change; until then it
 stays `Stabilizing`. Everything derives from the state, the data and `--now`, so identical
 inputs give identical statuses and bytes.
@@ -55,19 +55,27 @@ def status(
 
 # Provenance, not policy: an earlier sighting (a backfill) is not a change of the rules.
 PROVENANCE = frozenset({"flowfence.io/firstSeen"})
+# The lifecycle's own outputs in a policy (Calico's annotations; ours on the kubernetes flavor)
+# are masked with the values the digest has always been taken with (a policy rendered as
+# Learning since the epoch), so the digests kept in existing states stay valid.
+MASKED = {
+    f"{prefix}/{key}": value
+    for prefix in ("policyrecommendation.tigera.io", "flowfence.io")
+    for key, value in (("status", "Learning"), ("lastUpdated", "1970-01-01T00:00:00Z"))
+}
 
 
 def _policy_part(doc: Any) -> Any:
     if isinstance(doc, dict):
-        return {k: _policy_part(v) for k, v in doc.items() if k not in PROVENANCE}
+        return {k: MASKED.get(k, _policy_part(v)) for k, v in doc.items() if k not in PROVENANCE}
     if isinstance(doc, list):
         return [_policy_part(v) for v in doc]
     return doc
 
 
 def policy_digest(doc: Any) -> str:
-    """A digest of a rendered policy document (JSON with sorted keys), provenance left out.
-    Render it with a fixed status and lastUpdated: they are outputs of the lifecycle."""
+    """A digest of a policy document (JSON with sorted keys): its status and lastUpdated, the
+    outputs of the lifecycle, masked, and provenance left out."""
     text = json.dumps(_policy_part(doc), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -54,7 +54,7 @@ class NamespaceEntry:
     rules: tuple[RuleEntry, ...]
     notes: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
-    rhythm: str | None = None  # "daily" / "weekly" (schedule.py)
+    rhythm: str | None = None  # "daily" / "weekly" (state/rhythm.py)
     last_flow: str | None = None
     previous_status: str | None = None  # the status the previous run recorded; None: new
     decision: dict[str, str] | None = None  # decision, reason, author, [decided, expires]
@@ -112,7 +112,7 @@ class RunReport:
     rejected: tuple[Rejection, ...]
     warnings: tuple[str, ...] = field(default=())
     stale_rules: tuple[StaleRule, ...] = field(default=())
-    # The learning state after this run (jobs/state.py): what it holds, not what this run
+    # The learning state after this run (state/tables.py): what it holds, not what this run
     # happened to read, so identical state and inputs give identical reports.
     incremental: dict[str, Any] = field(default_factory=dict)
     # The change (review.annotate): add, change, remove, unchanged, rules_added, rules_removed,
@@ -156,10 +156,3 @@ def summary_counts(report: RunReport) -> dict[str, int]:
 
 def to_json(report: RunReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=True) + "\n"
-
-
-def to_markdown(report: RunReport) -> str:
-    """report.md: the change report of report_md.py (imported here, it imports this module)."""
-    from flowfence.report import markdown as report_md
-
-    return report_md.to_markdown(report)

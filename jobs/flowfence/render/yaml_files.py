@@ -1,11 +1,12 @@
-"""Rendering with a cache: a policy document that did not change since the last run is not
-turned into YAML again (PyYAML's pure-Python emitter is most of a small incremental run).
+"""A run's documents as YAML files, each document dumped at most once: a document that did not
+change since the last run is not turned into YAML again (PyYAML's pure-Python emitter is most
+of a small incremental run).
 
 The state's `manifests` table keeps, per file written, a key of its document (with the
 flowfence version, so an upgrade renders again) and the SHA-256 of its bytes. A document with
 the same key whose file still holds exactly those bytes is reused; anything else (a new
-document, a file edited by hand or missing) is rendered. The output is byte-identical to
-`render.render`.
+document, a file edited by hand or missing) is dumped. The output is byte-identical to dumping
+every document (yaml_text.dump).
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from flowfence import __version__
-from flowfence.learn.model import Recommendation, RuleSettings
-from flowfence.render.manifests import documents, dump
-from flowfence.state import tables as state
+from flowfence.render.yaml_text import dump
+from flowfence.state import tables
 
 Cached = Callable[[str], bytes | None]
 
@@ -31,19 +31,15 @@ def _sha(data: bytes) -> str:
 
 
 def render(
-    recs: Mapping[str, Recommendation],
-    settings: RuleSettings,
-    statuses: Mapping[str, tuple[str, datetime]],
-    previous: pl.DataFrame,
-    cached: Cached | None,
+    docs: Mapping[str, Mapping[str, Any]], previous: pl.DataFrame, cached: Cached | None
 ) -> tuple[dict[str, bytes], pl.DataFrame]:
-    """`render.render`, reusing the bytes written last time for a document that did not change
-    (same key, file on disk still holding exactly those bytes), and the new manifests table."""
+    """The bytes of each document (relative path -> bytes, in path order), reusing the bytes
+    written last time for a document that did not change (same key, file on disk still holding
+    exactly those bytes), and the new manifests table."""
     known = {r["file"]: (r["doc_key"], r["sha256"]) for r in previous.iter_rows(named=True)}
     files: dict[str, bytes] = {}
     rows = []
-    for name, doc in sorted(documents(recs, settings, statuses=statuses).items()):
-        rel = f"policies/{name}"
+    for rel, doc in sorted(docs.items()):
         text = json.dumps([__version__, doc], sort_keys=True, default=str)
         key = _sha(text.encode())
         data = None
@@ -53,7 +49,7 @@ def render(
                 data = None  # edited or torn: write it again
         files[rel] = data if data is not None else dump(doc)
         rows.append((rel, key, _sha(files[rel])))
-    return files, pl.DataFrame(rows, schema=state.MANIFESTS_SCHEMA, orient="row")
+    return files, pl.DataFrame(rows, schema=tables.MANIFESTS_SCHEMA, orient="row")
 
 
 def output_reader(out: Path) -> Cached:

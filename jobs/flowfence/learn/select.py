@@ -1,6 +1,6 @@
-"""Which edges each namespace learns from: selection, exclusion, and the namespace's own
-learning window; plus the per-namespace facts the lifecycle needs (previous state, newest
-flow, a digest of the rendered policy)."""
+"""Which edges each namespace learns from: the selected namespaces, without what the tiers
+before ours decide (exclude.py, with `--existing-policies` evaluated), each inside its own
+learning window."""
 
 from __future__ import annotations
 
@@ -12,15 +12,11 @@ from pathlib import Path
 import polars as pl
 
 from flowfence.calico.evaluate import Edge, Evaluator
-from flowfence.calico.policies import PolicySet, load_policies
+from flowfence.calico.policies import PolicySet
+from flowfence.calico.policy_docs import load_policies
 from flowfence.config.settings import Settings
 from flowfence.learn import exclude, namespaces
-from flowfence.learn.model import Recommendation
-from flowfence.render.manifests import documents
 from flowfence.state import lifecycle
-from flowfence.state import tables as state
-
-_EPOCH = datetime(1970, 1, 1)
 
 
 def existing_decider(
@@ -37,26 +33,6 @@ def existing_decider(
         return out
 
     return decided
-
-
-def last_flows(edges: pl.DataFrame) -> dict[str, datetime]:
-    """Newest flow per namespace with a workload on either side (any action)."""
-    sides = [
-        edges.filter(pl.col(f"{side}_type") == "wep").select(
-            pl.col(f"{side}_namespace").alias("namespace"), "last_seen"
-        )
-        for side in ("source", "dest")
-    ]
-    both = pl.concat(sides).drop_nulls("namespace")
-    newest = both.group_by("namespace").agg(pl.col("last_seen").max())
-    return dict(newest.iter_rows())
-
-
-def previous_states(prior: state.State) -> dict[str, lifecycle.NamespaceState]:
-    return {
-        row["namespace"]: lifecycle.NamespaceState(**row)
-        for row in prior.namespaces.iter_rows(named=True)
-    }
 
 
 def learning_window(
@@ -80,26 +56,19 @@ def learning_window(
     )
 
 
-def digests(recs: Mapping[str, Recommendation], settings: Settings) -> dict[str, str]:
-    """The lifecycle's digest of each namespace's policy, rendered with a fixed status."""
-    placeholder = {ns: ("Learning", _EPOCH) for ns in recs}
-    docs = documents(recs, settings, statuses=placeholder)
-    return {ns: lifecycle.policy_digest(docs.get(f"{ns}.yaml")) for ns in recs}
-
-
 @dataclass(frozen=True)
-class Learned:
-    """Selection, exclusion and rules over the screened edges."""
+class Selected:
+    """The selected namespaces and the edges they learn from (screened, excluded, windowed)."""
 
     selection: namespaces.SelectedNamespaces
     learnable: pl.DataFrame
     excluded: exclude.Exclusions
     since: dict[str, datetime]
     warnings: tuple[str, ...]
-    policies: PolicySet | None = None  # --existing-policies, loaded once (review.py reads it)
+    policies: PolicySet | None = None  # --existing-policies, loaded once (the review reads it)
 
 
-def learn(
+def select(
     settings: Settings,
     namespaces_file: Path | None,
     existing_policies: Path | None,
@@ -107,7 +76,7 @@ def learn(
     previous: Mapping[str, lifecycle.NamespaceState],
     origin: datetime,
     now: datetime,
-) -> Learned:
+) -> Selected:
     """Select namespaces, drop what tiers before ours decide, and keep each namespace's
     evidence inside its learning window (`previous` gives the windows of known namespaces)."""
     ns_file = namespaces.load_namespaces(namespaces_file) if namespaces_file else None
@@ -135,4 +104,4 @@ def learn(
         for ns in selection.selected
     }
     learnable = learning_window(learnable, since, origin)
-    return Learned(selection, learnable, excluded, since, tuple(warnings), policy_set)
+    return Selected(selection, learnable, excluded, since, tuple(warnings), policy_set)

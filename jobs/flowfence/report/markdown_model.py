@@ -1,0 +1,122 @@
+"""What report.md says, taken from the run report: per namespace its status, its manifest's
+change (rules added and removed, the YAML diff), its decision, drift and stale rules; for the
+run, what higher tiers decided, the rejected input, warnings and lapsed decisions.
+
+report/markdown.py renders it; `from_report` builds it from the run report (run_report.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flowfence.report import run_report
+from flowfence.report.change_set import NamespaceChange, RuleView
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """What the report says about one namespace."""
+
+    namespace: str
+    status: str
+    previous_status: str | None
+    staged_action: str
+    change: NamespaceChange | None = None
+    rules: int = 0
+    decision: str | None = None  # one line: verdict, author, reason, expiry
+    drift: tuple[RuleView, ...] = ()
+    stale: tuple[RuleView, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.change is not None and self.change.change != "unchanged"
+
+    @property
+    def needs_look(self) -> bool:
+        return bool(self.changed or self.drift or self.stale or self.status_changed)
+
+    @property
+    def status_changed(self) -> bool:
+        return self.previous_status is not None and self.previous_status != self.status
+
+
+@dataclass(frozen=True)
+class Report:
+    now: str
+    since: str
+    until: str
+    flavor: str
+    tier: str
+    namespaces: tuple[Namespace, ...]
+    other_files: tuple[str, ...] = ()  # tier.yaml, kustomization.yaml ... that changed
+    excluded: tuple[run_report.Exclusion, ...] = ()
+    flagged: tuple[run_report.Exclusion, ...] = ()
+    rejected: tuple[run_report.Rejection, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+    lapsed: tuple[str, ...] = ()  # decisions whose expiry has passed, one line each
+    stale: tuple[run_report.StaleRule, ...] = ()  # every namespace's stale rules, one table
+
+
+def _view(entry: run_report.RuleEntry) -> RuleView:
+    return RuleView(
+        entry.direction, entry.action, entry.scope, entry.peer, entry.protocol, entry.ports,
+        entry.evidence, entry.flags,
+    )  # fmt: skip
+
+
+def _decision_text(decision: dict[str, str] | None) -> str | None:
+    if not decision:
+        return None
+    until = f", until {decision['expires']}" if decision.get("expires") else ""
+    return f"{decision['decision']} by {decision['author']}{until}: {decision['reason']}"
+
+
+def _namespace(entry: run_report.NamespaceEntry) -> Namespace:
+    change = NamespaceChange(
+        namespace=entry.namespace,
+        path=entry.manifest or f"policies/{entry.namespace}.yaml",
+        change=entry.change,  # type: ignore[arg-type]
+        previous_kind=entry.previous_kind,
+        kind=entry.kind,
+        previous_staged_action=entry.previous_stagedAction,
+        staged_action=entry.stagedAction if entry.kind == "StagedNetworkPolicy" else None,
+        added_rules=tuple(map(_view, entry.added_rules)),
+        removed_rules=tuple(map(_view, entry.removed_rules)),
+        diff=entry.diff,
+    )
+    has_file = entry.kind is not None or entry.previous_kind is not None
+    return Namespace(
+        namespace=entry.namespace,
+        status=entry.status,
+        previous_status=entry.previous_status,
+        staged_action=entry.stagedAction,
+        change=change if has_file else None,
+        rules=len(entry.rules),
+        decision=_decision_text(entry.decision),
+        drift=tuple(map(_view, entry.drift)),
+        stale=tuple(map(_view, entry.stale_rules)),
+        notes=(*entry.flags, *entry.notes),
+    )
+
+
+def from_report(report: run_report.RunReport) -> Report:
+    return Report(
+        now=report.now,
+        since=report.window["since"],
+        until=report.window["until"],
+        flavor=report.flavor,
+        tier=report.tier,
+        namespaces=tuple(_namespace(ns) for ns in report.namespaces),
+        other_files=report.other_files,
+        excluded=report.excluded,
+        flagged=report.flagged,
+        rejected=report.rejected,
+        warnings=report.warnings,
+        lapsed=tuple(
+            f"{d['namespace']}: {d['decision']} by {d['author']} expired {d['expires']}; "
+            "learning again (remove the entry or decide again)"
+            for d in report.lapsed_decisions
+        ),
+        stale=report.stale_rules,
+    )
