@@ -60,13 +60,16 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     architecture = (site / "architecture" / "index.html").read_text()
     assert "tool.importlinter" in architecture
     assert "--8&lt;--" not in architecture and "--8<--" not in architecture
+    # Getting started embeds the README's two commands and tour.
+    start = (site / "getting-started" / "index.html").read_text()
+    assert "make run" in start and "Rerun incrementally" in start
 
 
 def test_strict_build_fails_on_broken_links_anchors_and_omitted_pages(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     copy.mkdir()
-    shutil.copy(REPO / "mkdocs.yml", copy / "mkdocs.yml")
-    shutil.copy(REPO / "ARCHITECTURE.md", copy / "ARCHITECTURE.md")
+    for name in ("mkdocs.yml", "ARCHITECTURE.md", "README.md"):
+        shutil.copy(REPO / name, copy / name)
     shutil.copytree(REPO / "docs", copy / "docs")
     index = copy / "docs" / "index.md"
     index.write_text(
