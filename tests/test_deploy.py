@@ -498,10 +498,10 @@ def test_every_option_the_tree_passes_exists() -> None:
 
 
 def test_the_documented_overlay_renders(tmp_path: Path) -> None:
-    """The README's overlay (run it in your cluster, step 2), as a user would write it."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The deployment guide's overlay (step 2), as a user would write it."""
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
     block = re.search(r"```yaml\n(# my-flowfence/kustomization\.yaml\n.*?)```", text, re.S)
-    assert block, "README.md lost the my-flowfence overlay"
+    assert block, "docs/deployment.md lost the my-flowfence overlay"
     overlay = tmp_path / "my-flowfence"
     overlay.mkdir()
     kustomization = yaml.safe_load(block[1])
