@@ -108,7 +108,7 @@ def _decide(
     out.mkdir(parents=True, exist_ok=True)
     dec.save(out, updated)
     entry = updated.entries[namespace]
-    until = f" until {dec.rfc3339(entry.expires)}" if entry.expires else ""
+    until = f" until {times.rfc3339(entry.expires)}" if entry.expires else ""
     typer.echo(
         f"flowfence: {namespace}: {verdict}{until} by {entry.author} "
         f"({dec.path_in(out)}); the next run applies it",

@@ -15,9 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-# Re-exported: readers of namespace and policy files share the strict YAML loader.
 from flowfence.config.documents import fail
-from flowfence.config.documents import load_documents as load_documents
 from flowfence.config.fields import FIELDS, convert, selector
 from flowfence.config.flowfence_config import parse_config
 from flowfence.config.scope import parse_scope

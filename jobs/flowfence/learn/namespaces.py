@@ -20,7 +20,8 @@ import polars as pl
 
 from flowfence.calico.names import is_dns1123_label, is_label_key, is_label_value, sample
 from flowfence.calico.selector import parse
-from flowfence.config.settings import Settings, load_documents
+from flowfence.config.documents import load_documents
+from flowfence.config.settings import Settings
 from flowfence.core.errors import ConfigError
 
 NAME_LABELS = ("projectcalico.org/name", "kubernetes.io/metadata.name")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowfence.config.settings import Settings
+from flowfence.core import times
 from flowfence.learn import exclude, namespaces
 from flowfence.learn.model import Recommendation, Rule
 from flowfence.learn.stale import StaleRule
@@ -68,21 +69,21 @@ def build(
                 namespace=ns,
                 name=policy_name(settings, ns),
                 status=state.status,
-                lastUpdated=run_report.rfc3339(state.last_updated),
+                lastUpdated=times.rfc3339(state.last_updated),
                 stagedAction=state.staged_action,
                 manifest=manifest,
                 rules=tuple(rule_entry(r) for r in rec.rules),
                 notes=rec.folded,
                 flags=rec.flags,
                 rhythm=state.rhythm,
-                last_flow=run_report.rfc3339(state.last_flow) if state.last_flow else None,
+                last_flow=times.rfc3339(state.last_flow) if state.last_flow else None,
             )
         )
     return run_report.RunReport(
-        now=run_report.rfc3339(_utc(facts.now)),
+        now=times.rfc3339(_utc(facts.now)),
         window={
-            "since": run_report.rfc3339(_utc(facts.since)),
-            "until": run_report.rfc3339(_utc(facts.now)),
+            "since": times.rfc3339(_utc(facts.since)),
+            "until": times.rfc3339(_utc(facts.now)),
         },
         flavor=settings.flavor,
         tier=settings.tier_name,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowfence.core import times
 from flowfence.learn.model import PRIVATE_FALLBACK, PUBLIC_FALLBACK, Rule
 from flowfence.report import run_report
 
@@ -121,7 +122,7 @@ def peer_text(rule: Rule) -> str:
 def evidence(rule: Rule) -> run_report.Evidence:
     ev = rule.evidence
     return run_report.Evidence(
-        run_report.rfc3339(ev.first_seen), run_report.rfc3339(ev.last_seen), ev.flows, ev.bytes,
+        times.rfc3339(ev.first_seen), times.rfc3339(ev.last_seen), ev.flows, ev.bytes,
         ev.days, ev.edges,
     )  # fmt: skip
 

@@ -15,9 +15,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Re-exported: report code formats times as rpt.rfc3339.
-from flowfence.core.times import rfc3339 as rfc3339
-
 MARKDOWN_LIMIT = 65_000
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from flowfence.config.settings import Settings
+from flowfence.core import times
 from flowfence.render.manifests import policy_name
 from flowfence.report import run_report
 from flowfence.report.change_set import rule_view
@@ -20,9 +21,9 @@ KINDS = ("created", "updated", "removed", "unchanged")
 def _decision(d: decisions.Decision) -> dict[str, str]:
     out = {"decision": d.decision, "reason": d.reason, "author": d.author}
     if d.decided is not None:
-        out["decided"] = decisions.rfc3339(d.decided)
+        out["decided"] = times.rfc3339(d.decided)
     if d.expires is not None:
-        out["expires"] = decisions.rfc3339(d.expires)
+        out["expires"] = times.rfc3339(d.expires)
     return out
 
 

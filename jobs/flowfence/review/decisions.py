@@ -29,9 +29,6 @@ from flowfence.calico import names
 from flowfence.core import atomic, times
 from flowfence.core.errors import ConfigError
 
-# Re-exported: review code formats times as decisions.rfc3339.
-from flowfence.core.times import rfc3339 as rfc3339
-
 Verdict = Literal["accept", "enforce", "dismiss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 FILE_NAME = "decisions.yaml"
@@ -192,9 +189,9 @@ def to_dict(decision: Decision) -> dict[str, Any]:
         "author": decision.author,
     }
     if decision.decided is not None:
-        out["decided"] = rfc3339(decision.decided)
+        out["decided"] = times.rfc3339(decision.decided)
     if decision.expires is not None:
-        out["expires"] = rfc3339(decision.expires)
+        out["expires"] = times.rfc3339(decision.expires)
     return out
 
 
@@ -228,7 +225,9 @@ def decide(
     where = "decision"
     namespace = check_namespace(namespace, where)
     if expires is not None and decided is not None and expires <= decided:
-        raise ConfigError(f"--expires {rfc3339(expires)} is not after now ({rfc3339(decided)})")
+        raise ConfigError(
+            f"--expires {times.rfc3339(expires)} is not after now ({times.rfc3339(decided)})"
+        )
     entry = parse_entry(
         namespace, to_dict(Decision(namespace, verdict, reason, author, decided, expires)), where
     )

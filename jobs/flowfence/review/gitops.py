@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowfence.core import atomic
+from flowfence.core import atomic, times
 from flowfence.core.errors import ConfigError, RuntimeFailure
 from flowfence.report.change_set import ChangeSet
 from flowfence.review import changes, decisions
@@ -137,7 +137,7 @@ def decision_changes(out: Path) -> list[str]:
         if new is None:
             lines.append(f"{ns}: reactivated (was {old.decision if old else '?'})")
         else:
-            until = f" until {decisions.rfc3339(new.expires)}" if new.expires else ""
+            until = f" until {times.rfc3339(new.expires)}" if new.expires else ""
             lines.append(f"{ns}: {new.decision}{until} by {new.author}: {new.reason}")
     return lines
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import duckdb
 
 from flowfence.config.settings import Settings
-from flowfence.core import atomic, checkpoints
+from flowfence.core import atomic, checkpoints, times
 from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.flows import sources
@@ -156,8 +156,8 @@ def compute(
     now = request.now.astimezone(UTC).replace(tzinfo=None)
     if prior.now is not None and now < prior.now:
         raise BadInput(
-            f"--now {run_report.rfc3339(now)} is before the last run recorded in the state "
-            f"({run_report.rfc3339(prior.now)}); use another --state to recompute the past"
+            f"--now {times.rfc3339(now)} is before the last run recorded in the state "
+            f"({times.rfc3339(prior.now)}); use another --state to recompute the past"
         )
     # A broken decisions file stops the run before any flow log is read.
     decided = decisions.load(request.out)
