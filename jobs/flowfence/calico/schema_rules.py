@@ -44,6 +44,15 @@ NAME_FORMATS = {  # libcalico-go validator.go, Calico 3.32
 NAME_FORMATS["StagedNetworkPolicy"] = NAME_FORMATS["NetworkPolicy"]
 NAME_FORMATS["StagedGlobalNetworkPolicy"] = NAME_FORMATS["GlobalNetworkPolicy"]
 _NAME_RES = {kind: re.compile(pattern) for kind, pattern in NAME_FORMATS.items()}
+_ALNUM = "lower-case letters, digits and '-', starting and ending alphanumeric"
+_NAME_RULES = {
+    "": f"{_ALNUM}, in '.'-separated parts",
+    "NetworkPolicy": f"{_ALNUM}, in one or two '.'-separated parts",
+    "GlobalNetworkPolicy": f"{_ALNUM}, in one or two '.'-separated parts",
+    "Tier": f"{_ALNUM}, no '.'",
+}
+_NAME_RULES["StagedNetworkPolicy"] = _NAME_RULES["NetworkPolicy"]
+_NAME_RULES["StagedGlobalNetworkPolicy"] = _NAME_RULES["GlobalNetworkPolicy"]
 _SUBDOMAIN_RE = re.compile(_SUBDOMAIN)
 # Tuples, not sets: a hostile document can put an unhashable list where a protocol belongs.
 _PORTS_PROTOCOLS = ("TCP", "UDP", "SCTP", "tcp", "udp", "sctp", 6, 17, 132)
@@ -98,8 +107,8 @@ def metadata(
     elif len(name) > MAX_NAME:
         yield Problem("metadata.name", f"longer than {MAX_NAME} characters")
     elif not (_NAME_RES.get(kind) or _SUBDOMAIN_RE).fullmatch(name):
-        fmt = NAME_FORMATS.get(kind, _SUBDOMAIN)
-        yield Problem("metadata.name", f"{names.sample(name)} does not match {fmt}")
+        rule = _NAME_RULES.get(kind, _NAME_RULES[""])
+        yield Problem("metadata.name", f"{names.sample(name)} is not a valid name: {rule}")
     namespace = meta.get("namespace")
     if namespaced and namespace is None and require_namespace:
         yield Problem("metadata.namespace", "a namespace is required")

@@ -151,10 +151,12 @@ def check_document(
         return [Finding(file, index, *_label(body), "", refused)], None
     kind, name = _label(body)
     api_version = body.get("apiVersion")
+    if file.rsplit("/", 1)[-1] in KUSTOMIZATION_FILES or (
+        isinstance(api_version, str) and api_version.startswith(KUSTOMIZE_API)
+    ):
+        return [], Finding(file, index, kind, name, "", "a kustomization, not a Kubernetes object")
     if not isinstance(api_version, str) or not isinstance(body.get("kind"), str):
         return [Finding(file, index, kind, name, "", "apiVersion and kind are required")], None
-    if file.rsplit("/", 1)[-1] in KUSTOMIZATION_FILES or api_version.startswith(KUSTOMIZE_API):
-        return [], Finding(file, index, kind, name, "", "a kustomization, not a Kubernetes object")
     problems = check(body, crds, require_namespace=require_namespace)
     if problems is None:
         reason = f"no schema for {printable(api_version, 80)} {kind} in the {crds} CRDs"

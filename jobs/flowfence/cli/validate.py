@@ -65,10 +65,9 @@ def validate_command(
     render = schema_tree.to_json if output is Output.JSON else schema_tree.to_text
     typer.echo(render(report), nl=False)
     if report.errors:
+        files = len({e.file for e in report.errors})
         typer.echo(
-            f"flowfence: {report.invalid} of {report.documents} documents invalid "
-            f"({len(report.errors)} errors)",
-            err=True,
+            f"flowfence: {len(report.errors)} errors in {files} of {report.files} files", err=True
         )
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
