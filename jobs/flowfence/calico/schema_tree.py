@@ -81,7 +81,7 @@ def _label(doc: Mapping[Any, Any]) -> tuple[str, str]:
     kind, meta = doc.get("kind"), doc.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
     return (
-        printable(kind, 80) if isinstance(kind, str) else "?",
+        printable(kind, 80) if isinstance(kind, str) else "",
         printable(name, 80) if isinstance(name, str) else "",
     )
 
