@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -10,12 +9,12 @@ import jsonschema
 import pytest
 import yaml
 
+from flowfence.calico.schema import crd
 from flowfence.config.settings import DEFAULT_SELECTOR, Settings, load_settings
 from flowfence.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FLOWFENCE_SHARED") or REPO.parent / "shared")
-CRD = SHARED / "reference/calico-crds/enterprise/projectcalico.org_policyrecommendationscopes.yaml"
+CRD = "enterprise/projectcalico.org_policyrecommendationscopes.yaml"  # as shipped in the package
 
 # What `kubectl get policyrecommendationscope default -o yaml` prints for the scope the
 # operator creates, with status and server-side metadata left in.
@@ -90,8 +89,7 @@ def _write(tmp_path: Path, text: str, name: str = "f.yaml") -> Path:
 
 
 def _crd_errors(doc: dict[str, Any]) -> list[str]:
-    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
-    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v3")["schema"]
+    schema = next(v for v in crd(CRD)["spec"]["versions"] if v["name"] == "v3")["schema"]
     validator = jsonschema.Draft7Validator(schema["openAPIV3Schema"])
     return [e.message for e in validator.iter_errors(doc)]
 

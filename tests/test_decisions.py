@@ -204,13 +204,7 @@ def test_default_author_from_git_then_user(
 
 def calico_network_policy_errors(doc: dict[str, Any]) -> list[str]:
     """A projectcalico.org/v3 NetworkPolicy against the real CRD, strict, plus Calico's rules."""
-    schema = crd.crd_schema("projectcalico.org_networkpolicies.yaml")
-    errors = crd._schema_errors(doc, schema)
-    if (doc.get("apiVersion"), doc.get("kind")) != ("projectcalico.org/v3", "NetworkPolicy"):
-        errors.append(f"not a projectcalico.org/v3 NetworkPolicy: {doc.get('kind')}")
-    errors.extend(crd._metadata(doc.get("metadata") or {}, namespaced=True))
-    errors.extend(crd._calico_rules(doc.get("spec") or {}))
-    return errors
+    return crd.validate_calico_network_policy(doc)
 
 
 def _docs(*rules_by_ns: tuple[str, list[Rule]]) -> dict[str, dict[str, Any]]:

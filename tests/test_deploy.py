@@ -27,8 +27,9 @@ import pytest
 import typer.main
 import yaml
 from conftest import FLOW_NOW
-from crd import crd_schema
+from tools import need
 
+from flowfence.calico.schema import CALICO, schema
 from flowfence.cli import app as cli
 from flowfence.config.settings import Settings, load_settings
 from flowfence.run import pipeline
@@ -37,7 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes the manifests promise to work on
 TREES = ("base", "overlays/s3", "overlays/watch", "overlays/watch-s3")
-SCOPE_CRD = "enterprise/projectcalico.org_policyrecommendationscopes.yaml"
 UID = 10001
 # The volume types the `restricted` Pod Security Standard allows.
 RESTRICTED_VOLUMES = {
@@ -64,7 +64,7 @@ def _render(tree: str) -> tuple[dict[str, Any], ...]:
 
 
 def _kustomize(directory: Path) -> tuple[dict[str, Any], ...]:
-    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    kubectl = need("kubectl", "kubectl kustomize renders the deployment tree")
     result = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
     )
@@ -207,12 +207,13 @@ def schedule_period(schedule: str) -> int:
 
 def test_scope_validates_against_the_calico_crd() -> None:
     scope = yaml.safe_load(config_map(render("base"), "flowfence-config")["data"]["scope.yaml"])
-    schema = crd_schema(SCOPE_CRD)
-    jsonschema.Draft7Validator(schema).validate(scope)
+    crd = schema("calico-enterprise", CALICO, "PolicyRecommendationScope")
+    assert crd is not None
+    crd.validator.validate(scope)
     assert scope["metadata"]["name"] == "default"
     bad = {**scope, "spec": {**scope["spec"], "intervall": "1h"}}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft7Validator(schema).validate(bad)
+        crd.validator.validate(bad)
 
 
 # ---- the workload --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 import pytest
 from ingest_export import goldmane_docs, raw_rows, stored_rows
+from tools import need
 
 from flowfence.core.errors import ConfigError
 from flowfence.flows import sources
@@ -201,7 +202,8 @@ def test_configuration_needs_authentication_and_paired_tls_files(tmp_path: Path)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    openssl = need("openssl", "TLS certificates for the receiver")
+    subprocess.run([openssl, *args], cwd=cwd, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")

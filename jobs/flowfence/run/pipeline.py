@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import duckdb
 
+from flowfence.calico import schema_tree
 from flowfence.config.settings import Settings
 from flowfence.core import atomic, checkpoints, times
 from flowfence.core.database import connect
@@ -266,6 +267,10 @@ def run(request: RunRequest) -> RunResult:
         prior = held.load()
         held.collect_garbage(prior)
         computation = compute(request, prior, yaml_files.output_reader(request.out))
+        # Every manifest is checked against its schema before anything (state included) is
+        # written: invalid output is flowfence's bug, never something to hand to a cluster.
+        if invalid := schema_tree.check_rendered(computation.files, request.settings.flavor):
+            raise RuntimeFailure(schema_tree.failure(invalid))
         if computation.changed:
             held.commit(prior, computation.state)
         out = request.out
