@@ -36,6 +36,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = tuple(encodings.OPTIONAL)
 
 _VIEW = re.compile(r"[a-z_]+")
 _GLOB = re.compile(r"([\[*?])")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LISTED = 3  # files named in a message before "and N more"
 
 
@@ -300,11 +301,25 @@ class FileInfo:
     mtime_ns: int
 
 
+def is_hadoop_url(path: str | Path) -> bool:
+    """A `scheme://` location other than `s3://` (`s3a://`, `hdfs://`, `file://`, ...): only
+    the Spark engine lists and reads those, through Hadoop (spark_files.py)."""
+    return isinstance(path, str) and bool(_URL.match(path)) and not objectstore.is_url(path)
+
+
 def list_files(path: str | Path) -> tuple[tuple[FileInfo, ...], bool]:
     """Every flow-log file under `path` with its partition span, size and mtime, sorted by
-    relative path, and whether the input is a hive tree. Same errors as `bind_flows`."""
+    relative path, and whether the input is a hive tree. Same errors as `bind_flows`; a
+    Hadoop filesystem URL is a FlowInputError pointing to `--engine spark`."""
     if objectstore.is_url(str(path)):
         return _remote_files(str(path))
+    if is_hadoop_url(path):
+        local = str(path).removeprefix("file://") if str(path).startswith("file:///") else None
+        instead = f", or give the local path {local}" if local else ""
+        raise FlowInputError(
+            f"flow logs: {path}: a Hadoop filesystem URL, which only --engine spark lists and "
+            f"reads (s3:// and local paths work with either engine){instead}"
+        )
     root = Path(path)
     parts, hive = _list_parts(root)
     base = root.absolute() if root.is_dir() else root.absolute().parent
