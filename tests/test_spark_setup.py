@@ -114,3 +114,24 @@ def test_bundled_java_only_where_there_is_no_other(
     assert spark_session.use_bundled_java() == home
     assert os.environ["JAVA_HOME"] == home
     assert spark_session.use_bundled_java() is None  # JAVA_HOME is set now
+
+
+def test_a_java_spark_cannot_start_on_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java-here")}
+    args = [
+        "run", "--engine", "spark", "--spark-master", "local[1]",
+        "--flows", str(REPO / "fixtures" / "data" / "demo"), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "flowfence.cli.app", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("flowfence: error: spark: cannot start: [JAVA_GATEWAY_EXITED]")
+    assert last.endswith("(Spark needs Java 17 or 21: set JAVA_HOME, or pip install "
+                         "'flowfence[spark]', which brings one)")  # fmt: skip

@@ -64,34 +64,38 @@ def list_files(spark: SparkSession, url: str) -> tuple[sources.FileInfo, ...]:
     if not fs.exists(root):
         raise FlowInputError(f"flow logs: {url}: no such file or directory")
     top = fs.getFileStatus(root)
+    qualified = str(top.getPath().toString())
     if top.isFile():
         # A single file is read whatever its directory is called, as sources.py does.
-        name = str(top.getPath().getName())
-        return (_info(top, name, name, Span()),)
-    base = str(top.getPath().toUri().getPath()).rstrip("/")
+        name = qualified.rpartition("/")[2]
+        return (_info(top, qualified, name, name, Span()),)
+    # Every call on a JVM object is a round trip to the JVM: six per file, the least that
+    # gives its path, size and mtime (Hadoop paths print unescaped, so the qualified root is
+    # a prefix of each).
+    base = qualified.rstrip("/") + "/"
     found = []
     listing = fs.listFiles(root, True)
     while listing.hasNext():
         status = listing.next()
-        path = str(status.getPath().toUri().getPath())
-        rel = path[len(base) + 1 :]
-        if not path.startswith(base + "/") or not rel.endswith(".parquet"):
-            continue
+        path = str(status.getPath().toString())
+        rel = path.removeprefix(base)
         parts = rel.split("/")
+        if rel == path or not rel.endswith(".parquet"):
+            continue
         if any(p.startswith((".", "_")) for p in parts):
             continue
         span = partition_span(path)
         unit = ("/".join(parts[:-1]) or ".") if span.start is not None else rel
-        found.append(_info(status, rel, unit, span))
+        found.append(_info(status, path, rel, unit, span))
     if not found:
         raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found")
     return tuple(sorted(found, key=lambda f: f.rel))
 
 
-def _info(status: Any, rel: str, unit: str, span: Span) -> sources.FileInfo:
-    """A Hadoop FileStatus as a FileInfo; `path` is the qualified URI Spark reads back."""
+def _info(status: Any, path: str, rel: str, unit: str, span: Span) -> sources.FileInfo:
+    """A Hadoop FileStatus as a FileInfo; `path` is the qualified one Spark reads back."""
     return sources.FileInfo(
-        path=str(status.getPath().toString()),
+        path=path,
         rel=rel,
         unit=unit,
         start=span.start,
