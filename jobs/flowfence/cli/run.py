@@ -124,7 +124,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--flows",
                 help="Flow logs: a Parquet file, a directory, or a date=/hour= tree; local "
-                "or s3://bucket/prefix.",
+                "or s3://bucket/prefix, and with --engine spark any Hadoop URL (s3a://, "
+                "hdfs://, file://), listed and read by Spark.",
                 envvar="FLOWFENCE_FLOWS",
             ),
         ],

@@ -112,3 +112,13 @@ def now() -> datetime:
 def naive_utc(moment: datetime) -> datetime:
     """An aware datetime as the naive UTC that the flows view and the state tables hold."""
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def window_bound(moment: datetime | None, name: str) -> datetime | None:
+    """A window bound as naive UTC (how the flows view and partition spans are compared), None
+    for an open bound. A naive bound is refused: its zone would be a guess."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return naive_utc(moment)

@@ -22,12 +22,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from flowfence.core import objectstore, partitions
+from flowfence.core import objectstore, partitions, times
 from flowfence.core.errors import FlowInputError
 from flowfence.flows import encodings
 
@@ -36,6 +36,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = tuple(encodings.OPTIONAL)
 
 _VIEW = re.compile(r"[a-z_]+")
 _GLOB = re.compile(r"([\[*?])")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LISTED = 3  # files named in a message before "and N more"
 
 
@@ -78,7 +79,7 @@ def bind_flows(
     """
     if not _VIEW.fullmatch(view):
         raise ValueError(f"bad view name {view!r}")
-    lo, hi = _utc(since, "since"), _utc(until, "until")
+    lo, hi = times.window_bound(since, "since"), times.window_bound(until, "until")
     remote = objectstore.is_url(str(path))
     parts, hive = _remote_parts(str(path)) if remote else _list_parts(Path(path))
     kept = [p.path for p in parts if _overlaps(p, lo, hi)]
@@ -90,15 +91,6 @@ def bind_flows(
     groups, found = _plan_files(con, files)
     _bind(con, view, _relation(con, groups, _Window(lo, hi)))
     return FlowSource(files=tuple(files), hive=hive, columns=frozenset(found))
-
-
-def _utc(moment: datetime | None, name: str) -> datetime | None:
-    """A naive UTC datetime, so DuckDB compares TIMESTAMP with TIMESTAMP, not TIMESTAMPTZ."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _list_parts(root: Path) -> tuple[list[_Part], bool]:
@@ -300,11 +292,25 @@ class FileInfo:
     mtime_ns: int
 
 
+def is_hadoop_url(path: str | Path) -> bool:
+    """A `scheme://` location other than `s3://` (`s3a://`, `hdfs://`, `file://`, ...): only
+    the Spark engine lists and reads those, through Hadoop (spark_files.py)."""
+    return isinstance(path, str) and bool(_URL.match(path)) and not objectstore.is_url(path)
+
+
 def list_files(path: str | Path) -> tuple[tuple[FileInfo, ...], bool]:
     """Every flow-log file under `path` with its partition span, size and mtime, sorted by
-    relative path, and whether the input is a hive tree. Same errors as `bind_flows`."""
+    relative path, and whether the input is a hive tree. Same errors as `bind_flows`; a
+    Hadoop filesystem URL is a FlowInputError pointing to `--engine spark`."""
     if objectstore.is_url(str(path)):
         return _remote_files(str(path))
+    if is_hadoop_url(path):
+        local = str(path).removeprefix("file://") if str(path).startswith("file:///") else None
+        instead = f", or give the local path {local}" if local else ""
+        raise FlowInputError(
+            f"flow logs: {path}: a Hadoop filesystem URL, which only --engine spark lists and "
+            f"reads (s3:// and local paths work with either engine){instead}"
+        )
     root = Path(path)
     parts, hive = _list_parts(root)
     base = root.absolute() if root.is_dir() else root.absolute().parent
@@ -335,12 +341,12 @@ def bind_files(
     files, or files without rows, give an empty view."""
     if not _VIEW.fullmatch(view):
         raise ValueError(f"bad view name {view!r}")
-    lo, hi = _utc(since, "since"), _utc(until, "until")
+    lo, hi = times.window_bound(since, "since"), times.window_bound(until, "until")
     wanted = sorted(set(files))
     _open_store(con, wanted)
     rows = _row_counts(con, wanted)
     kept = [f for f in wanted if rows[f] > 0]
     groups, found = _plan_files(con, kept)
-    window = _Window(lo, hi, _utc(end_before, "end_before"))
+    window = _Window(lo, hi, times.window_bound(end_before, "end_before"))
     _bind(con, view, _relation(con, groups, window))
     return FlowSource(files=tuple(kept), hive=False, columns=frozenset(found))

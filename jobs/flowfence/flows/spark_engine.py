@@ -15,6 +15,15 @@ Spark's `flows` view is per row (`rows` = 1, `encodings.projection`), not pre-ag
 DuckDB's: the edge query gives the same edges over both, and Spark's own shuffle does the
 grouping.
 
+`flowfence run --engine spark` is incremental: it opens the session (`session`), lists the
+input through it (`list_files`: spark_files.py lists a Hadoop URL through the session's own
+FileSystem), lets `incremental.plan` prune and pick the files, and reads exactly those
+(`read_files`).
+
+PySpark, py4j and sqlglot come with the `spark` extra and are imported where they are used, so
+this module imports without them; spark_session.py starts Spark (naming the extra when part of
+it is missing, finding Java) and turns Spark's failures into flowfence errors.
+
 Timestamps: the `flows` view holds TIMESTAMP_NTZ in UTC, like DuckDB's naive TIMESTAMP. The
 conversions that depend on a session time zone (Unix seconds -> TIMESTAMP -> TIMESTAMP_NTZ) run
 in a child session whose time zone is UTC, which also keeps the `flows` view out of the caller's
@@ -23,42 +32,26 @@ session.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import polars as pl
-from py4j.protocol import Py4JError  # type: ignore[import-untyped]  # py4j ships no hints
-from pyspark.errors import AnalysisException, PySparkException
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.readwriter import DataFrameReader
 
-from flowfence.core import partitions
-from flowfence.core.errors import FlowInputError, RuntimeFailure
-from flowfence.flows import edges, encodings, sources, spark_sql
+from flowfence.core import times
+from flowfence.core.errors import FlowInputError
+from flowfence.flows import edges, encodings, sources, spark_files, spark_session, spark_sql
+from flowfence.flows.spark_files import literal, partition_span, select_files
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-# `s3a://bucket`, `file://`, `file:`: not urlsplit, which would cut a path at `#` or `?`.
-_SCHEME_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
-_HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.readwriter import DataFrameReader
+
 _LISTED = 3
-
-
-@dataclass(frozen=True)
-class Span:
-    """The UTC hours (or day) a hive partition holds, by start_time; None outside hive."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def meets(self, since: datetime | None, until: datetime | None) -> bool:
-        if self.start is None or self.end is None:
-            return True
-        return (until is None or self.start < until) and (since is None or self.end > since)
 
 
 @dataclass(frozen=True)
@@ -105,17 +98,30 @@ def scan(
     it. Raises FlowInputError for input that breaks the contract, RuntimeFailure when Spark
     fails for another reason.
     """
-    lo, hi = _utc(since, "since"), _utc(until, "until")
-    root = _root(flows)
-    with _spark(session, master) as spark, _errors(str(flows)):
+    lo, hi = times.window_bound(since, "since"), times.window_bound(until, "until")
+    root = spark_files.root(flows)
+    with spark_session.start(session, master) as spark, spark_session.errors(str(flows)):
         return _scan(_utc_session(spark), root, lo, hi, shown=str(flows))
 
 
 @contextmanager
 def session(master: str | None = None) -> Iterator[SparkSession]:
-    """One Spark session for a whole run (the active one, or a new one stopped at the end)."""
-    with _spark(None, master) as spark:
+    """One Spark session for a whole run (the active one, or a new one stopped at the end).
+
+    ConfigError naming the `spark` extra when PySpark or sqlglot is not installed.
+    """
+    with spark_session.start(None, master) as spark:
         yield spark
+
+
+def list_files(flows: str | Path, spark: SparkSession) -> tuple[sources.FileInfo, ...]:
+    """The listing `incremental.plan` takes, for `--engine spark`: a Hadoop filesystem URL
+    (`s3a://`, `hdfs://`, `file://`, ...) through `spark`'s own FileSystem, local paths and
+    `s3://` through `sources.list_files` (spark_files.py says why)."""
+    if not sources.is_hadoop_url(flows):
+        return sources.list_files(flows)[0]
+    with spark_session.errors(str(flows)):
+        return spark_files.list_files(spark, str(flows))
 
 
 def read_files(
@@ -131,18 +137,20 @@ def read_files(
 
     Returns the source, the edges with `day_list` and the hourly activity, unconformed.
     """
+    from pyspark.errors import AnalysisException
+
     args = {
-        "since": _instant(_utc(since, "since")),
-        "until": _instant(_utc(until, "until")),
-        "end_before": _instant(_utc(end_before, "end_before")),
+        "since": _instant(times.window_bound(since, "since")),
+        "until": _instant(times.window_bound(until, "until")),
+        "end_before": _instant(times.window_bound(end_before, "end_before")),
     }
     shown = files[0] if len(files) == 1 else f"{len(files)} files"
-    with _errors(shown):
+    with spark_session.errors(shown):
         child = _utc_session(spark)
         try:
-            raw = _reader(child).parquet(*[_literal(f) for f in files])
+            raw = _reader(child).parquet(*[literal(f) for f in files])
         except AnalysisException as exc:
-            raise FlowInputError(f"flow logs: {shown}: {_first_line(exc)}") from exc
+            raise FlowInputError(f"flow logs: {shown}: {spark_session.first_line(exc)}") from exc
         raw.selectExpr(*spark_sql.projection(plan(raw, files))).createOrReplaceTempView("flows")
         frames = []
         for name in ("state_edges", "state_activity"):
@@ -164,29 +172,11 @@ def _utc_session(spark: SparkSession) -> SparkSession:
     return child
 
 
-@contextmanager
-def _errors(shown: str) -> Iterator[None]:
-    """Spark failures as flowfence errors: unreadable input is bad input, the rest runtime."""
-    try:
-        yield
-    except PySparkException as exc:
-        # A corrupt data page only shows when an executor reads it.
-        if (exc.getCondition() or "").startswith("FAILED_READ_FILE"):
-            reason = _first_line(exc)
-            raise FlowInputError(f"flow logs: {shown}: cannot read: {reason}") from exc
-        raise RuntimeFailure(f"spark: {_first_line(exc)}") from exc
-    except Py4JError as exc:  # a JVM exception PySpark has no class for (SparkException, I/O)
-        chain = _java_chain(exc) or [str(exc)]
-        unreadable = next((m for m in chain if "[FAILED_READ_FILE" in m), None)
-        if unreadable is not None:
-            reason = _first_line(unreadable[unreadable.index("[") :])
-            raise FlowInputError(f"flow logs: {shown}: cannot read: {reason}") from exc
-        raise RuntimeFailure(f"spark: {_first_line(chain[-1])}") from exc
-
-
 def _scan(
     spark: SparkSession, root: str, lo: datetime | None, hi: datetime | None, *, shown: str
 ) -> Scan:
+    from pyspark.errors import AnalysisException
+
     try:
         # inputFiles() gives URIs (%-escaped); Hadoop reads path strings literally.
         listed = [unquote(f) for f in _reader(spark).parquet(root).inputFiles()]
@@ -197,10 +187,10 @@ def _scan(
         if not kept:
             return Scan(sources.FlowSource((), hive, frozenset()), edges.empty())
         # Reading the root again rather than naming thousands of files when nothing was pruned.
-        paths = [root] if len(kept) == len(listed) else [_literal(f) for f in kept]
+        paths = [root] if len(kept) == len(listed) else [literal(f) for f in kept]
         raw = _reader(spark).parquet(*paths)
     except AnalysisException as exc:  # no such path, no schema to infer
-        raise FlowInputError(f"flow logs: {shown}: {_first_line(exc)}") from exc
+        raise FlowInputError(f"flow logs: {shown}: {spark_session.first_line(exc)}") from exc
     steps = plan(raw, kept)
     raw.selectExpr(*spark_sql.projection(steps)).createOrReplaceTempView("flows")
     args = {"since": _instant(lo), "until": _instant(hi), "end_before": None}
@@ -213,44 +203,6 @@ def _scan(
     contract = {*encodings.REQUIRED, *encodings.OPTIONAL}
     columns = frozenset(c for c in raw.columns if c in contract)
     return Scan(sources.FlowSource(tuple(kept), hive, columns), edges.conform(frame))
-
-
-def select_files(files: Sequence[str], since: datetime | None, until: datetime | None) -> list[str]:
-    """The files whose hive partition span meets [since, until) (naive UTC), sorted.
-
-    The rule of sources.py: every `date=`/`hour=` directory on the path counts, files outside
-    hive partitions are always kept, a malformed partition name is an input error.
-    """
-    return sorted(f for f in files if partition_span(f).meets(since, until))
-
-
-def partition_span(file: str) -> Span:
-    """The span of a file under date=YYYY-MM-DD[/hour=HH]; other key=value dirs are ignored."""
-    parent = PurePosixPath(_SCHEME_AUTHORITY.sub("", file)).parent.parts
-    try:
-        span = partitions.span("/".join([*parent, "file"]))
-    except ValueError as exc:
-        raise FlowInputError(f"flow logs: {file}: {exc}") from None
-    return Span() if span is None else Span(*span)
-
-
-@contextmanager
-def _spark(session: SparkSession | None, master: str | None) -> Iterator[SparkSession]:
-    if session is not None:
-        yield session
-        return
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        yield active
-        return
-    builder = SparkSession.builder.appName("flowfence")
-    if master is not None:
-        builder = builder.master(master)
-    started = builder.getOrCreate()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def _reader(spark: SparkSession) -> DataFrameReader:
@@ -289,48 +241,7 @@ def plan(raw: DataFrame, files: Sequence[str]) -> encodings.Plan:
         ) from None
 
 
-def _root(flows: str | Path) -> str:
-    """A Hadoop path: URIs as given, local paths made absolute (and checked, as sources.py does)."""
-    text = str(flows)
-    if _SCHEME.match(text):
-        return _literal(text)
-    local = Path(text)
-    if not local.exists():
-        raise FlowInputError(f"flow logs: {local}: no such file or directory")
-    # Not Path.as_uri(): Hadoop would read its %-escapes literally.
-    return _literal("file://" + local.absolute().as_posix())
-
-
-def _literal(path: str) -> str:
-    """Hadoop expands globs in every path it is given; escape them to match literally."""
-    return _HADOOP_GLOB.sub(r"\\\1", path)
-
-
-def _utc(moment: datetime | None, name: str) -> datetime | None:
-    """Naive UTC, the way partition spans and the `flows` view are compared."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 def _instant(moment: datetime | None) -> datetime | None:
     # PySpark turns a naive datetime into an instant in the Python process's local zone; an
     # aware one is unambiguous, and CAST(... AS TIMESTAMP_NTZ) in the UTC session gives UTC.
     return None if moment is None else moment.replace(tzinfo=UTC)
-
-
-def _java_chain(exc: Py4JError) -> list[str]:
-    """The messages of a JVM exception and its causes, outermost first (the root cause last)."""
-    found: list[str] = []
-    throwable = getattr(exc, "java_exception", None)
-    while throwable is not None and len(found) < 8:
-        found.append(str(throwable.toString()))
-        throwable = throwable.getCause()
-    return found
-
-
-def _first_line(exc: BaseException | str) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

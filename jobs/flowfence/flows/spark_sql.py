@@ -9,21 +9,25 @@ by `_SPARK_FUNCTIONS` or refused loudly, and every view column gets a final CAST
 
 The encoding of each column is chosen by the same `encodings.plan` as the DuckDB engine: the
 Spark schema is spelled as DuckDB type names first (`duckdb_type`).
+
+pyspark and sqlglot come with the `spark` extra: they are imported in the functions that use
+them, so this module (and spark_engine.py) imports without them.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import duckdb
-import sqlglot
 from duckdb.sqltypes import DuckDBPyType
-from pyspark.sql import types as T
-from sqlglot import exp
-from sqlglot.errors import ErrorLevel
 
 from flowfence.core import sql
 from flowfence.flows import edges, encodings
+
+if TYPE_CHECKING:
+    from pyspark.sql import types as T
+    from sqlglot import exp
 
 # DuckDB functions sqlglot 30 parses as anonymous (and would pass through unchanged), with the
 # Spark function of the same meaning. Any other unknown function is refused, not guessed.
@@ -32,28 +36,35 @@ _SPARK_FUNCTIONS: dict[str, str] = {
     "map_entries": "map_entries",  # MAP -> list of {key, value} structs, same field names
 }
 
-_SCALARS: dict[type[T.DataType], str] = {
-    T.StringType: "VARCHAR",
-    T.VarcharType: "VARCHAR",
-    T.CharType: "VARCHAR",
-    T.BooleanType: "BOOLEAN",
-    T.ByteType: "TINYINT",
-    T.ShortType: "SMALLINT",
-    T.IntegerType: "INTEGER",
-    T.LongType: "BIGINT",
-    T.FloatType: "FLOAT",
-    T.DoubleType: "DOUBLE",
-    T.DateType: "DATE",
-    T.BinaryType: "BLOB",
-    T.NullType: "NULL",
-    # Spark reads Parquet timestamps adjusted to UTC as TIMESTAMP (an instant) and the others
-    # as TIMESTAMP_NTZ (a wall-clock time), which is what DuckDB calls them too.
-    T.TimestampType: "TIMESTAMP WITH TIME ZONE",
-    T.TimestampNTZType: "TIMESTAMP",
-}
+
+@cache
+def _scalars() -> dict[type[T.DataType], str]:
+    from pyspark.sql import types as T
+
+    return {
+        T.StringType: "VARCHAR",
+        T.VarcharType: "VARCHAR",
+        T.CharType: "VARCHAR",
+        T.BooleanType: "BOOLEAN",
+        T.ByteType: "TINYINT",
+        T.ShortType: "SMALLINT",
+        T.IntegerType: "INTEGER",
+        T.LongType: "BIGINT",
+        T.FloatType: "FLOAT",
+        T.DoubleType: "DOUBLE",
+        T.DateType: "DATE",
+        T.BinaryType: "BLOB",
+        T.NullType: "NULL",
+        # Spark reads Parquet timestamps adjusted to UTC as TIMESTAMP (an instant) and the others
+        # as TIMESTAMP_NTZ (a wall-clock time), which is what DuckDB calls them too.
+        T.TimestampType: "TIMESTAMP WITH TIME ZONE",
+        T.TimestampNTZType: "TIMESTAMP",
+    }
 
 
 def _fix(node: exp.Expression) -> exp.Expression:
+    from sqlglot import exp
+
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower()
         if name not in _SPARK_FUNCTIONS:
@@ -64,6 +75,9 @@ def _fix(node: exp.Expression) -> exp.Expression:
 
 def translate(text: str) -> str:
     """One DuckDB statement or expression as Spark SQL; `$name` parameters become `:name`."""
+    import sqlglot
+    from sqlglot.errors import ErrorLevel
+
     tree = sqlglot.parse_one(text, read="duckdb").transform(_fix)
     return tree.sql(dialect="spark", unsupported_level=ErrorLevel.RAISE)
 
@@ -113,6 +127,8 @@ def duckdb_type(dtype: T.DataType) -> DuckDBPyType:
 
 
 def _type_name(dtype: T.DataType) -> str:
+    from pyspark.sql import types as T
+
     if isinstance(dtype, T.DecimalType):
         return f"DECIMAL({dtype.precision}, {dtype.scale})"
     if isinstance(dtype, T.ArrayType):
@@ -122,7 +138,7 @@ def _type_name(dtype: T.DataType) -> str:
     if isinstance(dtype, T.StructType):
         fields = ", ".join(f"{_quote(f.name)} {_type_name(f.dataType)}" for f in dtype.fields)
         return f"STRUCT({fields})" if fields else "BLOB"
-    return _SCALARS.get(type(dtype), "BLOB")
+    return _scalars().get(type(dtype), "BLOB")
 
 
 def _quote(name: str) -> str:

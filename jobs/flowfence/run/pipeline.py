@@ -26,7 +26,7 @@ from flowfence.config.settings import Settings
 from flowfence.core import atomic, checkpoints, times
 from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
-from flowfence.flows import sources
+from flowfence.flows import sources, spark_engine
 from flowfence.flows.sources import FileInfo
 from flowfence.learn import stale
 from flowfence.learn.model import Recommendation
@@ -112,15 +112,19 @@ class Reads:
         return (self.seal, self.open, self.backfill)
 
 
-def _read(request: RunRequest, plan: incremental.Plan, now: datetime) -> Reads:
+def _read(
+    request: RunRequest, prior: tables.State, now: datetime
+) -> tuple[incremental.Plan, Reads]:
+    """List the flow logs, plan the reads against `prior`, read. With `--engine spark` the
+    session opens first: a Hadoop URL (`s3a://`, `hdfs://`, `file://`) is listed through it."""
     if request.engine == "spark":
-        from flowfence.flows import spark_engine  # pyspark is an optional extra
-
         with spark_engine.session(request.spark_master) as spark:
-            return _read_with(None, plan, now, spark)
+            plan = _plan(request, prior, now, spark_engine.list_files(request.flows, spark))
+            return plan, _read_with(None, plan, now, spark)
+    plan = _plan(request, prior, now, sources.list_files(request.flows)[0])
     con = connect(request.settings)
     try:
-        return _read_with(con, plan, now, None)
+        return plan, _read_with(con, plan, now, None)
     except duckdb.OutOfMemoryException as exc:  # a resource limit, not bad input
         raise RuntimeFailure(
             f"out of memory reading {request.flows}: raise --memory-limit or set --temp-dir "
@@ -130,6 +134,19 @@ def _read(request: RunRequest, plan: incremental.Plan, now: datetime) -> Reads:
         raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
     finally:
         con.close()
+
+
+def _plan(
+    request: RunRequest, prior: tables.State, now: datetime, listing: Sequence[FileInfo]
+) -> incremental.Plan:
+    settings = request.settings
+    return incremental.plan(
+        listing,
+        prior,
+        now,
+        initial_lookback=settings.initial_lookback,
+        grace=settings.late_arrival_grace,
+    )
 
 
 def _read_with(
@@ -162,16 +179,7 @@ def compute(
         )
     # A broken decisions file stops the run before any flow log is read.
     decided = decisions.load(request.out)
-    listing, _ = sources.list_files(request.flows)
-    settings = request.settings
-    plan = incremental.plan(
-        listing,
-        prior,
-        now,
-        initial_lookback=settings.initial_lookback,
-        grace=settings.late_arrival_grace,
-    )
-    reads = _read(request, plan, now)
+    plan, reads = _read(request, prior, now)
     _step(request, "after-read")
     return derive(request, prior, plan, reads, cached, decided=decided)
 

@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 
 from flowfence.core import sql
+from flowfence.flows import spark_engine
 from flowfence.flows.edges import KEY_COLUMNS
 from flowfence.flows.sources import FileInfo, bind_files
 from flowfence.state.tables import ACTIVITY_SCHEMA, EDGES_SCHEMA, FILES_SCHEMA, State
@@ -189,8 +190,6 @@ def read(
     if not paths:
         return empty_batch()
     if spark is not None:
-        from flowfence.flows import spark_engine  # pyspark is an optional extra
-
         read_by_spark = spark_engine.read_files(
             paths,
             since=since.replace(tzinfo=UTC),
