@@ -24,14 +24,14 @@ DEV_STAMP     := $(VENV)/.installed-dev
 venv-runtime: $(RUNTIME_STAMP)
 venv: $(DEV_STAMP)
 
-# `pip install --group` (PEP 735 dependency groups) needs pip 25.1 or later.
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "flowfence needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade 'pip>=25.1'
 
-# The project is installed editable so `sql/` is read from the checkout.
+# `pip install --group` (PEP 735 dependency groups) needs pip 25.1 or later, also in a .venv
+# made some other way. The project is installed editable so `sql/` is read from the checkout.
 $(RUNTIME_STAMP): pyproject.toml $(RUNTIME_LOCK) | $(BIN)/python
+	$(PIP) install --quiet 'pip>=25.1'
 	$(PIP) install --quiet --constraint $(RUNTIME_LOCK) --editable .
 	@touch $@
 

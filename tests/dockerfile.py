@@ -4,9 +4,9 @@ No container engine can pull a base image here, so each stage runs in a scratch 
 stands for its filesystem root, with a fresh virtual environment of the base image's Python
 standing for the image's interpreter. Absolute paths in a RUN command (`/wheels`, `/tmp/sql`)
 are moved under that folder; `--mount=type=bind` becomes a link for that one step, and
-`--mount=type=cache` a link to this machine's pip cache. A step marked `--network=none` runs
-with every package index and proxy pointed at a closed port on 127.0.0.1, inside a network
-namespace of its own where `unshare` allows one.
+`--mount=type=cache` a link to this machine's pip cache. The stages named offline (the test
+names the final one) run with every package index and proxy pointed at a closed port on
+127.0.0.1, inside a network namespace of its own where `unshare` allows one.
 
 Only the instructions our Dockerfile uses are understood: anything else fails the test rather
 than being skipped. The one RUN not executed is the one that creates the image's user
@@ -22,7 +22,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,9 +157,10 @@ class Runner:
         self.patterns = dockerignore(context)
         self.build = Build()
 
-    def run(self, stages: list[Stage]) -> Build:
+    def run(self, stages: list[Stage], offline: Collection[str]) -> Build:
+        """Run `stages` in order, those named in `offline` with no network."""
         for stage in stages:
-            self._stage(stage)
+            self._stage(stage, network=stage.name not in offline)
         return self.build
 
     def base_env(self, root: Path, python: Path) -> dict[str, str]:
@@ -175,7 +176,7 @@ class Runner:
         env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         return env
 
-    def _stage(self, stage: Stage) -> None:
+    def _stage(self, stage: Stage, network: bool) -> None:
         root = self.scratch / stage.name
         (root / "root").mkdir(parents=True)
         python = self.scratch / f"{stage.name}-python" / "bin" / "python"
@@ -199,7 +200,7 @@ class Runner:
                 self._copy(step, cwd)
             elif step.op == "RUN":
                 assert user is None, "a RUN after USER is not emulated"
-                self._run(step, root, cwd, env)
+                self._run(step, root, cwd, env if network else offline(env), network)
             elif step.op == "USER":
                 user = step.args
             elif step.op not in ("LABEL", "ENTRYPOINT", "CMD"):
@@ -228,25 +229,24 @@ class Runner:
         prefix = "" if rel == "." else f"{rel}/"
         return [n for n in names if ignored(prefix + n, self.patterns)]
 
-    def _run(self, step: Step, root: Path, cwd: Path, env: dict[str, str]) -> None:
+    def _run(self, step: Step, root: Path, cwd: Path, env: dict[str, str], network: bool) -> None:
         script = step.args
         parts = [p.strip() for p in script.split("&&")]
         if all(p.startswith(_USER_SETUP) for p in parts):
             self.build.skipped.append(script)
             return
+        unknown = [f for f in step.flags if not f.startswith("--mount=")]
+        assert not unknown, f"RUN {unknown} is not emulated"
         links = [self._mount(root, spec) for spec in step.flag("mount")]
-        network = step.flag("network")
-        assert network in ([], ["none"]), network
-        run_env = offline(env) if network else env
 
         def rewrite(match: re.Match[str]) -> str:
             path = match[0]
             return path if path.split("/")[1] in _SYSTEM else str(self.host(root, path))
 
-        argv = command(["/bin/sh", "-c", _ABSOLUTE.sub(rewrite, script)], network=not network)
+        argv = command(["/bin/sh", "-c", _ABSOLUTE.sub(rewrite, script)], network=network)
         try:
             result = subprocess.run(
-                argv, cwd=cwd, env=run_env, capture_output=True, text=True, check=False
+                argv, cwd=cwd, env=env, capture_output=True, text=True, check=False
             )
         finally:
             for link in links:

@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -75,9 +76,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     tag = parsed[-1].image.split(":", 1)[1]
     minor = re.match(r"\d+\.\d+", tag)
     assert minor, tag
-    python = need(f"python{minor[0]}", "the base image's Python, to run the Dockerfile's stages")
+    python = (
+        sys.executable
+        if f"{sys.version_info.major}.{sys.version_info.minor}" == minor[0]
+        else need(f"python{minor[0]}", "the base image's Python, to run the Dockerfile's stages")
+    )
     scratch = tmp_path_factory.mktemp("image")
-    build = Runner(REPO, scratch, python, _pip_cache()).run(parsed)
+    build = Runner(REPO, scratch, python, _pip_cache()).run(parsed, offline={parsed[-1].name})
     final = parsed[-1]
     root = build.roots[final.name]
     handed = [
@@ -185,7 +190,6 @@ def test_two_stages_from_the_runtime_lock() -> None:
     assert not [src for src in copied if "dev.txt" in src]
     assert "requirements/runtime.txt" in " ".join(s.args for s in build.runs())
     install = next(s for s in runtime.runs() if "pip install" in s.args)
-    assert install.flag("network") == ["none"]  # no network in the final stage
     words = shlex.split(install.args)
     assert "--no-index" in words and "--find-links" in words
     mounts = install.flag("mount")
