@@ -45,6 +45,10 @@ class Step:
         """The values of `--name=...`, in order (a flag such as --mount may repeat)."""
         return [f.split("=", 1)[1] for f in self.flags if f.startswith(f"--{name}=")]
 
+    def mounts(self) -> list[dict[str, str]]:
+        """The options of each `--mount=type=...,source=...,target=...`."""
+        return [dict(o.split("=", 1) for o in spec.split(",")) for spec in self.flag("mount")]
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -237,7 +241,7 @@ class Runner:
             return
         unknown = [f for f in step.flags if not f.startswith("--mount=")]
         assert not unknown, f"RUN {unknown} is not emulated"
-        links = [self._mount(root, spec) for spec in step.flag("mount")]
+        links = [self._mount(root, options) for options in step.mounts()]
 
         def rewrite(match: re.Match[str]) -> str:
             path = match[0]
@@ -253,22 +257,21 @@ class Runner:
                 link.unlink()
         assert result.returncode == 0, f"RUN {script}\n{result.stdout}\n{result.stderr}"
 
-    def _mount(self, root: Path, spec: str) -> Path:
+    def _mount(self, root: Path, options: dict[str, str]) -> Path:
         """A link standing for one mount of one RUN step."""
-        options = dict(o.split("=", 1) for o in spec.split(","))
         target = self.host(root, options["target"])
         if options["type"] == "cache":
             origin = self.pip_cache
             origin.mkdir(parents=True, exist_ok=True)
         else:
-            assert options["type"] == "bind", spec
+            assert options["type"] == "bind", options
             source = options.get("source", ".")
             if "from" in options:
                 origin = self.host(self.build.roots[options["from"]], source)
             else:
                 assert not ignored(source, self.patterns), f"{source} is .dockerignored"
                 origin = self.context / source
-        assert origin.exists(), spec
+        assert origin.exists(), options
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(origin, target_is_directory=origin.is_dir())
         return target

@@ -85,12 +85,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     build = Runner(REPO, scratch, python, _pip_cache()).run(parsed, offline={parsed[-1].name})
     final = parsed[-1]
     root = build.roots[final.name]
-    handed = [
-        dict(o.split("=", 1) for o in mount.split(","))
-        for step in final.runs()
-        for mount in step.flag("mount")
-    ]
-    (wheels,) = [m for m in handed if "from" in m]
+    (wheels,) = [m for step in final.runs() for m in step.mounts() if "from" in m]
     return Image(
         bin=build.pythons[final.name].parent,
         workdir=root / (final.last("WORKDIR") or "/").lstrip("/"),
@@ -192,9 +187,9 @@ def test_two_stages_from_the_runtime_lock() -> None:
     install = next(s for s in runtime.runs() if "pip install" in s.args)
     words = shlex.split(install.args)
     assert "--no-index" in words and "--find-links" in words
-    mounts = install.flag("mount")
-    assert any("from=build" in m for m in mounts)
-    assert any("source=requirements/runtime.txt" in m for m in mounts)
+    mounts = install.mounts()
+    assert any(m.get("from") == "build" for m in mounts)
+    assert any(m.get("source") == "requirements/runtime.txt" for m in mounts)
     assert "flowfence --version" in install.args
     for step in runtime.steps:
         assert step.op != "ADD", step.args
@@ -224,8 +219,7 @@ def test_build_context_keeps_what_the_build_uses() -> None:
         for step in stage.steps:
             if step.op == "COPY" and not step.flag("from"):
                 used += shlex.split(step.args)[:-1]
-            for mount in step.flag("mount"):
-                options = dict(o.split("=", 1) for o in mount.split(","))
+            for options in step.mounts():
                 if options["type"] == "bind" and "from" not in options:
                     used.append(options["source"])
     assert used
