@@ -1,9 +1,6 @@
 """The deployment: the kustomize tree renders, every object validates against the Kubernetes
 schemas and the scope against its Calico CRD, the pod is locked down, its settings are derived
-from its resources, the command it runs works, and the Dockerfile has the shape we promise.
-
-There is no container engine here, so the image is not built; the Dockerfile is parsed and its
-promises checked (the wheel install itself is tested in test_wheel.py).
+from its resources, and the command it runs works (the image itself: test_image.py).
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ import functools
 import math
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tomllib
@@ -381,82 +377,6 @@ def test_s3_overlay_reads_flows_and_keeps_state_in_object_storage() -> None:
     egress = one(docs, "NetworkPolicy")["spec"]["egress"]
     ports = {(p["protocol"], p["port"]) for rule in egress for p in rule["ports"]}
     assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443)}
-
-
-# ---- the image -----------------------------------------------------------------------------
-
-
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """(INSTRUCTION, arguments) per stage, continuations joined, ARG defaults substituted."""
-    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
-    args: dict[str, str] = {}
-    stages: list[list[tuple[str, str]]] = []
-    for line in filter(None, (ln.strip() for ln in joined.splitlines())):
-        op, _, rest = line.partition(" ")
-        rest = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], rest)
-        if op == "ARG" and "=" in rest:
-            key, value = rest.split("=", 1)
-            args[key] = value
-        elif op == "FROM":
-            stages.append([(op, rest)])
-        else:
-            assert stages or op == "ARG", line
-            if stages:
-                stages[-1].append((op, rest))
-    return stages
-
-
-def test_dockerfile_is_multi_stage_and_installs_the_wheel_offline() -> None:
-    stages = dockerfile_stages()
-    assert len(stages) >= 2
-    build, runtime = stages[0], stages[-1]
-    for stage in (build, runtime):
-        image = stage[0][1].split()[0]
-        assert re.fullmatch(r"python:3\.11-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
-    build_run = " ".join(rest for op, rest in build if op == "RUN")
-    assert "pip wheel" in build_run and "--constraint constraints.txt" in build_run
-    copied = {src for op, rest in build if op == "COPY" for src in rest.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "constraints.txt", "jobs/", "sql/"} <= copied
-    runs = [rest for op, rest in runtime if op == "RUN"]
-    install = next(r for r in runs if "pip install" in r)
-    words = shlex.split(install)
-    assert "--no-index" in words and "--find-links" in words  # nothing fetched in this stage
-    assert "from=build" in install and "constraints.txt" in install
-    assert "flowfence --version" in install  # the installed entry point and SQL checked at build
-    for op, rest in runtime[1:]:
-        assert op != "ADD", rest
-        assert not re.search(r"\b(curl|wget|apt-get|apk)\b", rest), rest
-
-
-def test_dockerfile_runs_as_the_pods_non_root_user() -> None:
-    runtime = dockerfile_stages()[-1]
-    users = [rest for op, rest in runtime if op == "USER"]
-    assert users and re.fullmatch(r"\d+:\d+", users[-1]), users
-    uid, gid = map(int, users[-1].split(":"))
-    assert uid == gid == UID
-    assert [rest for op, rest in runtime if op == "ENTRYPOINT"] == ['["flowfence"]']
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert "flowfence" in scripts
-    for tree in TREES:
-        ctx = workload(render(tree))[1]["spec"]["securityContext"]
-        assert (ctx["runAsUser"], ctx["runAsGroup"]) == (uid, gid)
-
-
-def test_build_context_keeps_what_the_build_copies() -> None:
-    ignored = [
-        ln.strip().rstrip("/")
-        for ln in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
-        if ln.strip() and not ln.startswith("#")
-    ]
-    assert {".git", ".venv", "fixtures", "tests"} <= set(ignored)
-    for stage in dockerfile_stages():
-        for op, rest in stage:
-            if op == "COPY" and "--from" not in rest:
-                for src in rest.split()[:-1]:
-                    assert (REPO / src).exists(), src
-                    assert src.rstrip("/") not in ignored, src
 
 
 def test_image_tag_is_the_project_version() -> None:

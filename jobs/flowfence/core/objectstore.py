@@ -143,8 +143,13 @@ def filesystem(config: S3Settings | None = None) -> Any:
     small objects are read with a plain GET, and this process's writes invalidate it.
     """
     # Imported here: s3fs pulls in aiobotocore and aiohttp (a quarter of a second), which a
-    # run on local files does not need.
-    import s3fs  # type: ignore[import-untyped]
+    # run on local files does not need, and it is the optional `s3` extra.
+    try:
+        import s3fs  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigError(
+            f"s3:// locations need the s3 extra ({exc}): pip install 'flowfence[s3]'"
+        ) from None
 
     config = settings() if config is None else config
     with _shared_lock:
