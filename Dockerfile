@@ -3,7 +3,8 @@
 #
 # Stage 1 builds the flowfence wheel (sql/ ships inside it as flowfence/sql) and downloads the
 # wheels of its runtime closure at the versions pinned in requirements/runtime.txt (the runtime
-# lock: no extras, no dev tools). Stage 2 installs them from that folder only (--no-index): the
+# lock: the runtime dependencies and the s3 extra, so one image serves every deploy/ overlay;
+# no other extra, no dev tools). Stage 2 installs them from that folder only (--no-index): the
 # final stage needs no network, and the image downloads nothing when it runs (no DuckDB
 # extensions, no data). To have the builder enforce it, build stage 1 first, then the rest with
 # the network off (stage 1 comes from the cache):
@@ -43,7 +44,8 @@ RUN groupadd --system --gid 10001 flowfence \
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
     --mount=type=bind,source=sql,target=/tmp/sql \
-    python -m pip install --no-index --find-links /wheels --constraint /tmp/runtime.txt flowfence \
+    python -m pip install --no-index --find-links /wheels --constraint /tmp/runtime.txt \
+      'flowfence[s3]' \
  && flowfence --version \
  && python -c "import pathlib, flowfence, flowfence.core.sql as s; \
 want = sorted(p.stem for p in pathlib.Path('/tmp/sql').glob('*.sql')); \

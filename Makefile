@@ -6,11 +6,13 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 FIXTURE_FLOWS := fixtures/data/demo
 NOW    ?= 2026-11-02T00:00:00Z
 
-# Two locks (`make lock` writes both): the runtime closure alone, which `make run` and the
-# container image install, and everything `make test` needs, built with the runtime lock as a
-# constraint so the packages they share have the same versions.
+# Two locks (`make lock` writes both): the production closure (the runtime dependencies plus
+# the s3 extra, which the container image installs so the S3 overlay works; `make run` installs
+# the runtime alone with it as constraints), and everything `make test` needs, built with the
+# runtime lock as a constraint so the packages they share have the same versions.
 RUNTIME_LOCK := requirements/runtime.txt
 DEV_LOCK     := requirements/dev.txt
+IMAGE_EXTRAS := s3
 EXTRAS       := s3,spark,notebooks
 
 # One virtual environment, two stamps: `make run` installs the runtime only; `make test` adds
@@ -75,8 +77,8 @@ endef
 
 lock:
 	$(fresh_lockvenv)
-	$(LOCKPIP) install --editable .
-	$(call freeze,the runtime closure only (make run and the container image),$(RUNTIME_LOCK).new)
+	$(LOCKPIP) install --editable '.[$(IMAGE_EXTRAS)]'
+	$(call freeze,the runtime closure and the s3 extra (make run and the container image),$(RUNTIME_LOCK).new)
 	$(fresh_lockvenv)
 	$(LOCKPIP) install --constraint $(RUNTIME_LOCK).new --editable '.[$(EXTRAS)]' --group dev
 	$(call freeze,everything make test installs (runtime pins from runtime.txt),$(DEV_LOCK).new)

@@ -5,8 +5,9 @@ folder with a fresh virtual environment of the base image's Python: the build st
 flowfence wheel and downloads the runtime lock's wheels from the package index; the final stage
 installs them with no network at all (its index and proxies point at a closed port, inside a
 network namespace of its own where the machine allows one) and proves the install itself
-(`flowfence --version`, the shipped SQL). Then the installed image runs the golden demo, and
-an `s3://` location without the s3 extra exits 2 naming the extra.
+(`flowfence --version`, the shipped SQL). Then the installed image runs the golden demo, from
+local files and from a bucket on a local S3 server (the image holds the s3 extra), and the
+runtime alone (`make run`'s install) refuses an `s3://` location naming the extra.
 
 The static promises (two stages, the runtime lock, a numeric non-root user matching the pod's,
 a build context that holds what the build copies) are checked on the parsed Dockerfile.
@@ -29,12 +30,14 @@ import yaml
 from dockerfile import CLOSED, Runner, Stage, command, dockerignore, ignored, offline, parse
 from locks import RUNTIME_LOCK, pins
 from regenerate_golden import FLAVORS, GOLDEN, output_files, run_args
+from s3server import S3, moto_endpoint, s3_fixture  # noqa: F401
 from tools import need
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 UID = 10001  # the pod's runAsUser (deploy/base/cronjob.yaml)
+DEMO = REPO / "fixtures" / "data" / "demo"
 
 # One worker builds the image once for every test that uses it.
 pytestmark = pytest.mark.xdist_group("image")
@@ -55,11 +58,16 @@ class Image:
     skipped: tuple[str, ...]
     wheels: Path  # what the build stage handed to the final one
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = command([str(self.bin / args[0]), *args[1:]], network=False)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, bin: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`args` from the image's bin/ (or `bin`), with no network unless `env` is given: the
+        environment of a container whose pod may reach an object store."""
+        argv = command([str((bin or self.bin) / args[0]), *args[1:]], network=env is not None)
         return subprocess.run(
-            argv, cwd=self.workdir, env=self.env, capture_output=True, text=True, check=False
-        )
+            argv, cwd=self.workdir, env=env or self.env, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
 
 
 def _pip_cache() -> Path:
@@ -168,11 +176,46 @@ def test_image_validates_with_the_schemas_it_ships(image: Image) -> None:
     assert "colour" in refused.stdout + refused.stderr
 
 
-def test_s3_without_the_extra_names_it(image: Image) -> None:
+def test_image_reads_flows_and_state_from_s3(image: Image, s3: S3) -> None:
+    # The image holds the s3 extra (the S3 overlay runs it): the golden demo from a bucket on
+    # a local S3 server, state included, gives the golden policies.
+    flavor = FLAVORS[0]
+    for file in sorted(DEMO.rglob("*.parquet")):
+        s3.upload(file, f"flows/{file.relative_to(DEMO).as_posix()}")
     out = image.workdir / "out-s3"
+    args = run_args(flavor, out)
+    args[args.index("--flows") + 1] = s3.url("flows")
+    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "NO_PROXY"))}
+    result = image.run("flowfence", *args, "--state", s3.url("state"), env=image.env | env)
+    assert result.returncode == 0, result.stderr
+    produced = output_files(out)
+    policies = sorted(p for p in produced if p.startswith("policies/"))
+    assert policies and all(produced[p] == (GOLDEN / flavor / p).read_bytes() for p in policies), (
+        "the policies learned from S3 differ from the golden ones"
+    )
+    assert "state/manifest.json" in s3.keys("state")
+
+
+@pytest.fixture(scope="module")
+def runtime_only(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make run`'s install (the runtime, no extra) from the image's wheels, offline."""
+    venv = tmp_path_factory.mktemp("runtime-only") / "venv"
+    made = image.run("python", "-m", "venv", str(venv))
+    assert made.returncode == 0, made.stderr
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index"]
+    installed = subprocess.run(
+        command([*pip, "--find-links", str(image.wheels), "flowfence"], network=False),
+        env=image.env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    return venv / "bin"
+
+
+def test_s3_without_the_extra_names_it(image: Image, runtime_only: Path) -> None:
+    out = image.workdir / "out-no-s3"
     result = image.run(
         "flowfence", "run", "--flows", "s3://flows-bucket/demo", "--out", str(out),
-        "--now", "2026-11-02T00:00:00Z",
+        "--now", "2026-11-02T00:00:00Z", bin=runtime_only,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install 'flowfence[s3]'" in result.stderr

@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--settings",
-                help="flowfence's own settings (kind FlowfenceConfig); see README.",
+                help="flowfence's own settings (kind FlowfenceConfig); see docs/configuration.md.",
                 exists=True,
                 dir_okay=False,
             ),

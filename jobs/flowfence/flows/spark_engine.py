@@ -10,7 +10,7 @@ directory, or a hive `date=YYYY-MM-DD[/hour=HH]` tree. Spark lists the files (on
 driver keeps those whose partition span meets the window with the same rule as sources.py and
 Spark reads only those. The encoding of each column is chosen from the Spark schema with
 `encodings.plan`, once for the whole input: unlike the DuckDB engine, Spark reads every file
-with one schema, so one run takes one encoding (README.md, the Spark section, "Limits").
+with one schema, so one run takes one encoding (docs/spark.md, "Limits").
 Spark's `flows` view is per row (`rows` = 1, `encodings.projection`), not pre-aggregated like
 DuckDB's: the edge query gives the same edges over both, and Spark's own shuffle does the
 grouping.

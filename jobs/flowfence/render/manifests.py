@@ -6,7 +6,7 @@ the model, mappings are built in a fixed key order (apiVersion, kind, metadata, 
 wall-clock time is read here (`lastUpdated` comes from the caller's `statuses`, or defaults to
 the newest rule's first sighting).
 
-Flavors (see README.md, "Output flavors"):
+Flavors (see docs/flavors.md):
 - `calico-enterprise`: `projectcalico.org/v3` StagedNetworkPolicy + Tier, may use `domains`;
 - `calico`: the same kinds, never `domains` (domain rules name observed IPs instead);
 - `kubernetes`: `networking.k8s.io/v1` NetworkPolicy (kubernetes.py), no tier, no staging.
