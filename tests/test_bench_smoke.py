@@ -27,6 +27,8 @@ KINDS = (
 )
 HAND_WRITTEN_HEAD = "# Benchmarks\n\nNotes above the block.\n\n"
 HAND_WRITTEN_TAIL = "\n## Analysis\n\nHand-written notes that a rerun must keep.\n"
+# One worker runs the harness once for every test here; on two it ran twice, side by side.
+pytestmark = pytest.mark.xdist_group("bench")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> str:
          "--incremental-days", "1", "--incremental-rows-per-hour", "1k", "--ingest-rows", "20k",
          "--data-dir", str(tmp / "data"), "--work-dir", str(tmp / "work"),
          "--temp-dir", str(tmp / "spill"), "--results", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     # the 20k data set was generated once and reused by the ingest step
