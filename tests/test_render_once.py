@@ -22,6 +22,7 @@ import review_scenario
 import yaml
 from regenerate_golden import FLAVORS, run_flavor
 
+from flowfence.calico import schema_tree
 from flowfence.cli.app import main
 from flowfence.render import kubernetes, manifests
 from flowfence.review import apply_decisions
@@ -49,11 +50,16 @@ class Calls:
     built: list[tuple[str, str]] = field(default_factory=list)  # (builder, what it built)
     dumped: list[dict[str, Any]] = field(default_factory=list)  # documents given to yaml.dump
     parsed: list[bytes] = field(default_factory=list)  # texts given to a YAML loader
+    # The files the schema check read back before writing them: the one reading of this
+    # run's own bytes, on purpose (it checks what goes to disk, YAML emitter included).
+    validated: list[dict[str, bytes]] = field(default_factory=list)
+    validating: bool = False
 
     def clear(self) -> None:
         self.built.clear()
         self.dumped.clear()
         self.parsed.clear()
+        self.validated.clear()
 
 
 def _subject(doc: dict[str, Any]) -> str:
@@ -88,10 +94,23 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     for loader in LOADERS:
 
         def parsed(args: tuple[Any, ...], _out: Any) -> None:
+            if seen.validating:
+                return
             text = args[0]
             seen.parsed.append(text.encode() if isinstance(text, str) else bytes(text))
 
         wrap(yaml, loader, parsed)
+    real_check = schema_tree.check_rendered
+
+    def check(files: dict[str, bytes], flavor: str) -> Any:
+        seen.validated.append(dict(files))
+        seen.validating = True
+        try:
+            return real_check(files, flavor)
+        finally:
+            seen.validating = False
+
+    monkeypatch.setattr(schema_tree, "check_rendered", check)
     return seen
 
 
@@ -122,8 +141,9 @@ def test_a_first_run_builds_and_dumps_each_written_file_once(
     # One YAML dump per written file, of exactly the documents built.
     assert len(calls.dumped) == len(written)
     assert sorted(map(_subject, calls.dumped)) == sorted(s for _, s in calls.built)
-    # Nothing this run wrote was read back.
+    # Nothing this run wrote was read back, but by the schema check of exactly those files.
     assert not set(calls.parsed) & set(written.values())
+    assert calls.validated == [written]
     assert digests(out) == GOLDEN_DIGESTS[flavor]
 
 
@@ -154,9 +174,11 @@ def test_the_review_scenario_builds_dumps_and_parses_each_file_at_most_once(
         assert len(dumped) >= len(changed), step
         if step == "02-no-change":
             assert dumped == [], step
-        # The review reads the files from before the run, never what this run produced.
+        # The review reads the files from before the run, never what this run produced; the
+        # schema check reads every file the run writes, once.
         produced = {data for rel, data in after.items() if before.get(rel) != data}
         assert not set(calls.parsed) & produced, step
+        assert calls.validated == [after], step
         parsed_web |= before.get("policies/web.yaml") in calls.parsed
         assert digests(out) == SCENARIO_DIGESTS[step], step
     # The accepted namespace's reviewed policy was read from disk (the wrappers do see parsing).
