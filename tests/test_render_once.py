@@ -1,6 +1,7 @@
 """A run builds each policy document once and turns it into YAML at most once; the review works
 on those documents and parses only the files that were on disk before the run (what the
-reviewers saw); and the lifecycle digests taken from the documents (their statuses masked) are
+reviewers saw), while the schema check reads back, once, exactly the files the run is about to
+write; and the lifecycle digests taken from the documents (their statuses masked) are
 the digests earlier versions stored, so existing states keep their statuses.
 
 The real builders, PyYAML's dump and PyYAML's loaders are wrapped (not replaced) while the
