@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flowfence.calico import names
 from flowfence.config.settings import Settings
 from flowfence.core import times
 from flowfence.learn import exclude, namespaces
@@ -56,7 +57,7 @@ def build(
     *,
     excluded: tuple[run_report.Exclusion, ...],
     flagged: tuple[run_report.Exclusion, ...],
-    rejected: tuple[run_report.Rejection, ...],
+    rejected: tuple[names.Rejection, ...],
     warnings: tuple[str, ...],
 ) -> run_report.RunReport:
     entries = []

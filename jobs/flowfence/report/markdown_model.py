@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowfence.calico import names
 from flowfence.report import run_report
 from flowfence.report.change_set import NamespaceChange, RuleView
 
@@ -52,7 +53,7 @@ class Report:
     other_files: tuple[str, ...] = ()  # tier.yaml, kustomization.yaml ... that changed
     excluded: tuple[run_report.Exclusion, ...] = ()
     flagged: tuple[run_report.Exclusion, ...] = ()
-    rejected: tuple[run_report.Rejection, ...] = ()
+    rejected: tuple[names.Rejection, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     lapsed: tuple[str, ...] = ()  # decisions whose expiry has passed, one line each
     stale: tuple[run_report.StaleRule, ...] = ()  # every namespace's stale rules, one table

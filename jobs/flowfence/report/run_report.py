@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from flowfence.calico.names import Rejection
+
 MARKDOWN_LIMIT = 65_000
 
 
@@ -87,14 +89,6 @@ class Exclusion:
 
 
 @dataclass(frozen=True)
-class Rejection:
-    reason: str
-    edges: int
-    flows: int
-    samples: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class RunReport:
     now: str
     window: dict[str, str]
@@ -106,7 +100,7 @@ class RunReport:
     excluded: tuple[Exclusion, ...]
     # Learned, but worth a look: a deciding tier of unknown order, a malformed trace.
     flagged: tuple[Exclusion, ...]
-    rejected: tuple[Rejection, ...]
+    rejected: tuple[Rejection, ...]  # what screening dropped (calico/names.py), per reason
     warnings: tuple[str, ...] = field(default=())
     stale_rules: tuple[StaleRule, ...] = field(default=())
     # The learning state after this run (state/tables.py): what it holds, not what this run

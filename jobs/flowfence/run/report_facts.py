@@ -69,9 +69,6 @@ def report(
         selected.selection,
         excluded=build.exclusions(selected.excluded.excluded),
         flagged=build.exclusions(selected.excluded.flagged),
-        rejected=tuple(
-            run_report.Rejection(r.reason, r.edges, r.flows, r.samples)
-            for r in learned.rejections.items
-        ),
+        rejected=learned.rejections.items,
         warnings=(*selected.warnings, *([late] if late else [])),
     )
