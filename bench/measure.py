@@ -218,6 +218,7 @@ RUN_TARGETS = (
     ("flowfence.review.apply_decisions", "apply", "review"),
     ("flowfence.review.outcome", "review", "review"),
     ("flowfence.review.annotate", "annotate", "review"),
+    ("flowfence.calico.schema_tree", "check_rendered", "validate"),
     ("flowfence.state.tables", "load", "state"),
     ("flowfence.state.tables", "collect_garbage", "state"),
     ("flowfence.state.tables", "commit", "state"),
@@ -286,6 +287,9 @@ def replay(args: dict[str, Any]) -> dict[str, Any]:
     watch = Stopwatch()
     watch.wrap_all(REPLAY_TARGETS)
     argv = ["replay", "--policies", args["policies"], "--flows", args["data"], "--output", "json"]
+    # The same DuckDB limits as `flowfence run` (replay has had the options since issue 11).
+    argv += ["--memory-limit", args["memory_limit"], "--threads", str(args["threads"])]
+    argv += ["--temp-dir", args["temp_dir"]]
     clock = Clock()
     code = cli.main(argv)
     spent = clock.read()

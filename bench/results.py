@@ -110,8 +110,7 @@ def verdicts(size: SizeResult, memory_limit: str = "") -> list[Verdict]:
         agg = replay.stage("aggregate") + replay.stage("bind")
         why = (
             f"bind+aggregate {agg:.2f} s ({agg / distinct.seconds:.2f}x bare distinct), "
-            f"evaluate {replay.stage('evaluate'):.2f} s; peak RSS {mb(replay.peak_rss)} "
-            "(replay has no memory options: DuckDB's defaults)"
+            f"evaluate {replay.stage('evaluate'):.2f} s; peak RSS {mb(replay.peak_rss)}"
         )
         out.append(
             Verdict(
@@ -215,6 +214,7 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _stage("bind"),
     ("scan", lambda f: max(0.0, f.stage("read") - f.stage("bind"))),
     _stage("derive"),
+    _stage("validate"),
     _stage("state"),
     _stage("write"),
     # the CLI around pipeline.run: options, settings, printing the JSON report
@@ -307,10 +307,9 @@ def render(run: BenchRun) -> str:
         ),
         f"- DuckDB `threads={run.threads}`, `memory_limit={run.memory_limit}`, "
         f"`temp_directory` a fresh directory under `{run.temp_dir}` per measurement for the bare "
-        "queries and `flowfence run` (passed as `--threads`, `--memory-limit`, `--temp-dir`); "
-        "`spilled` is the largest total size of that directory, polled every 0.1 s. "
-        "`flowfence replay` has no such options and runs with DuckDB's defaults (all cores, "
-        "80% of RAM, no spill directory).",
+        "queries, `flowfence run` and `flowfence replay` (passed as `--threads`, "
+        "`--memory-limit`, `--temp-dir`); `spilled` is the largest total size of that "
+        "directory, polled every 0.1 s.",
         *(
             [
                 f"- `flowfence run` at the largest size and the incremental step's full "
@@ -354,7 +353,8 @@ def render(run: BenchRun) -> str:
         "into the pre-aggregated `flows` table, `scan` is the edge and activity queries over "
         "it); `derive` is everything after aggregation, split below (`review` = the diff "
         "against the policies on disk and the decisions); `state` = loading, garbage "
-        "collection and committing the state; `write` = policies and reports; `cli` = the "
+        "collection and committing the state; `validate` = every file checked against its "
+        "schema before anything is written; `write` = policies and reports; `cli` = the "
         "command around `pipeline.run`; `other` = the rest (lock, lazy imports, ...).",
         "",
         *_stage_table(run, "run", DERIVE_COLUMNS, total=lambda f: f.stage("derive")),

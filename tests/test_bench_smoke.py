@@ -145,7 +145,8 @@ def test_ingest_step_stores_every_exported_row(results: str) -> None:
     ("heading", "stages", "timed"),
     [
         ("Stage split, `flowfence run` (median seconds)",
-         ["plan", "bind", "scan", "derive", "state", "write", "cli"], ["scan", "derive"]),
+         ["plan", "bind", "scan", "derive", "validate", "state", "write", "cli"],
+         ["scan", "derive", "validate"]),
         ("Stage split, `flowfence replay` (median seconds)",
          ["policies", "bind", "aggregate", "evaluate", "render"], ["aggregate", "evaluate"]),
     ],
