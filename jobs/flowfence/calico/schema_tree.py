@@ -13,7 +13,7 @@ its flavor writes, the namespace named, and a kustomization listing exactly the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -211,12 +211,17 @@ def check_tree(root: Path, crds: CrdSet) -> TreeReport:
     return TreeReport(str(root), crds, len(files), documents, valid, tuple(errors), tuple(skipped))
 
 
-def check_rendered(files: Mapping[str, bytes], flavor: str) -> tuple[Finding, ...]:
-    """Errors in the files a run is about to write (relative path -> bytes); empty: valid."""
+def check_rendered(
+    files: Mapping[str, bytes], flavor: str, only: Collection[str] | None = None
+) -> tuple[Finding, ...]:
+    """Errors in a run's output files (relative path -> bytes); empty: valid. `only` limits the
+    check to the files that will be written (a file already on disk with the same bytes was
+    checked when it was written); a kustomization is checked against all of `files`."""
     crds: CrdSet = "calico" if flavor == "calico" else "calico-enterprise"
     allowed = FLAVOR_KINDS[flavor]
     errors: list[Finding] = []
-    for rel, data in sorted(files.items()):
+    checked = files if only is None else {rel: files[rel] for rel in only}
+    for rel, data in sorted(checked.items()):
         docs, stopped = _parse(data)
         bodies = [(i, b) for i, b in docs if b is not None]
         if stopped is not None or len(bodies) != 1:

@@ -274,10 +274,14 @@ def run(request: RunRequest) -> RunResult:
         _step(request, "after-lock")
         prior = held.load()
         held.collect_garbage(prior)
-        computation = compute(request, prior, yaml_files.output_reader(request.out))
-        # Every manifest is checked against its schema before anything (state included) is
-        # written: invalid output is flowfence's bug, never something to hand to a cluster.
-        if invalid := schema_tree.check_rendered(computation.files, request.settings.flavor):
+        on_disk = yaml_files.output_reader(request.out)
+        computation = compute(request, prior, on_disk)
+        # Every manifest to be written is checked against its schema before anything (state
+        # included) is written: invalid output is flowfence's bug, never something to hand to a
+        # cluster. A file whose bytes are already on disk is not written, nor checked again.
+        writing = [rel for rel, data in computation.files.items() if on_disk(rel) != data]
+        flavor = request.settings.flavor
+        if invalid := schema_tree.check_rendered(computation.files, flavor, only=writing):
             raise RuntimeFailure(schema_tree.failure(invalid))
         if computation.changed:
             held.commit(prior, computation.state)
