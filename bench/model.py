@@ -51,6 +51,15 @@ class Figure:
     def stage(self, name: str) -> float:
         return statistics.median(s.stages.get(name, 0.0) for s in self.samples)
 
+    def median_run(self) -> Figure:
+        """The figure of the one sample with the median total (the lower one of an even count).
+
+        Medians taken stage by stage need not add up to the median total; a stage split is read
+        off one run so that its parts and `other` sum to its total.
+        """
+        ordered = sorted(self.samples, key=lambda s: s.seconds)
+        return Figure(self.kind, (ordered[(len(ordered) - 1) // 2],))
+
     def count(self, name: str) -> int | None:
         values = {s.counts[name] for s in self.samples if name in s.counts}
         return values.pop() if len(values) == 1 else None

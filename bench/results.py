@@ -205,14 +205,16 @@ def _read(f: Figure) -> float:
 
 
 def _after(f: Figure) -> float:
-    """Everything after aggregation: the run minus planning and reading the flow logs."""
-    return max(0.0, f.seconds - f.stage("plan") - f.stage("read"))
+    """Everything after aggregation: the run minus reading the flow logs (`read` includes
+    listing and planning the files, so `plan` is not taken off again)."""
+    return max(0.0, f.seconds - f.stage("read"))
 
 
 RUN_COLUMNS: tuple[Column, ...] = (
     _stage("plan"),
     _stage("bind"),
-    ("scan", lambda f: max(0.0, f.stage("read") - f.stage("bind"))),
+    # `plan` and `bind` both run inside `read`
+    ("scan", lambda f: max(0.0, f.stage("read") - f.stage("plan") - f.stage("bind"))),
     _stage("derive"),
     _stage("validate"),
     _stage("state"),
@@ -241,9 +243,10 @@ def stage_rows(
     columns: Sequence[Column],
     total: Callable[[Figure], float] = lambda f: f.seconds,
 ) -> list[str]:
-    """One row per (label, figure): the median seconds of each stage, the rest, the total."""
+    """One row per (label, figure): each stage of the median run, the rest, its total."""
     rows: list[list[str]] = []
-    for name, fig in pairs:
+    for name, all_runs in pairs:
+        fig = all_runs.median_run()
         timed = [value(fig) for _, value in columns]
         whole = total(fig)
         other = max(0.0, whole - sum(timed))
@@ -345,21 +348,22 @@ def render(run: BenchRun) -> str:
             [[v.target, v.label, v.figure, "yes" if v.met else "**no**", v.why] for v in judged],
         ),
         "",
-        "## Stage split, `flowfence run` (median seconds)",
+        "## Stage split, `flowfence run` (seconds of the median run)",
         "",
         *_stage_table(run, "run", RUN_COLUMNS),
         "",
-        "`read` = `bind` + `scan` (every DuckDB scan of the flow logs; `bind` reads the files "
-        "into the pre-aggregated `flows` table, `scan` is the edge and activity queries over "
-        "it); `derive` is everything after aggregation, split below (`review` = the diff "
-        "against the policies on disk and the decisions); `state` = loading, garbage "
+        "`read` = `plan` + `bind` + `scan` (listing and planning the files, then every "
+        "DuckDB scan of the flow logs; `bind` reads the files into the pre-aggregated "
+        "`flows` table, `scan` is the edge and activity queries over it); `derive` is "
+        "everything after aggregation, split below (`review` = the diff against the "
+        "policies on disk and the decisions); `state` = loading, garbage "
         "collection and committing the state; `validate` = every file checked against its "
         "schema before anything is written; `write` = policies and reports; `cli` = the "
         "command around `pipeline.run`; `other` = the rest (lock, lazy imports, ...).",
         "",
         *_stage_table(run, "run", DERIVE_COLUMNS, total=lambda f: f.stage("derive")),
         "",
-        "## Stage split, `flowfence replay` (median seconds)",
+        "## Stage split, `flowfence replay` (seconds of the median run)",
         "",
         *_stage_table(run, "replay", REPLAY_COLUMNS),
         "",

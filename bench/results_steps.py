@@ -132,7 +132,7 @@ def _incremental(inc: IncrementalResult) -> list[str]:
         "",
         *_table(header, rows),
         "",
-        "Stage split (median seconds; columns as for `flowfence run` above):",
+        "Stage split (seconds of the median run; columns as for `flowfence run` above):",
         "",
         *stage_rows(pairs, RUN_COLUMNS),
         "",

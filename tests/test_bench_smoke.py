@@ -144,10 +144,10 @@ def test_ingest_step_stores_every_exported_row(results: str) -> None:
 @pytest.mark.parametrize(
     ("heading", "stages", "timed"),
     [
-        ("Stage split, `flowfence run` (median seconds)",
+        ("Stage split, `flowfence run` (seconds of the median run)",
          ["plan", "bind", "scan", "derive", "validate", "state", "write", "cli"],
          ["scan", "derive", "validate"]),
-        ("Stage split, `flowfence replay` (median seconds)",
+        ("Stage split, `flowfence replay` (seconds of the median run)",
          ["policies", "bind", "aggregate", "evaluate", "render"], ["aggregate", "evaluate"]),
     ],
 )  # fmt: skip
