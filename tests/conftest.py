@@ -16,8 +16,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Speed is measured in bench/, not here: on two cores shared by xdist workers a property test's
+# example can take longer than Hypothesis' default 200 ms deadline without anything being wrong.
+settings.register_profile("flowfence", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("flowfence")
 
 # The window the demo data covers; `--now` at its end reads all of it with the 24h lookback.
 FLOW_START = datetime(2026, 11, 1, tzinfo=UTC)
