@@ -47,7 +47,10 @@ def label(rows: int) -> str:
 
 
 def measure(kind: str, args: dict[str, Any], work: Path) -> Sample:
-    """Run one `bench.measure` child; its peak RSS comes from wait4, not from the child."""
+    """Run one `bench.measure` child; its peak RSS comes from wait4, not from the child.
+
+    On Linux a child's peak RSS starts at what this process held when it spawned the child, so
+    the harness does no heavy work itself (data preparation runs in a child too)."""
     work.mkdir(parents=True, exist_ok=True)
     result_path, log_path = work / f"{kind}.json", work / f"{kind}.log"
     result_path.unlink(missing_ok=True)

@@ -6,6 +6,9 @@
   settling run, the incremental run over one new hour and the full recomputation.
 - `ingest`: `flowfence ingest` through the CLI (`cli.main`, in-process) into a store; run a
   second time on the same store it measures the idempotency check.
+- `export_json`: the JSON-lines export the ingest step reads (`bench.ingest.export_json`). It
+  runs in a child too: a child's peak RSS starts at what its parent held when it was spawned,
+  so a parent grown by the export would inflate every figure measured after it.
 """
 
 from __future__ import annotations
@@ -71,4 +74,12 @@ def ingest(args: dict[str, Any]) -> dict[str, Any]:
     return {**spent, "files": len(files)}
 
 
-KINDS = {"incremental": incremental, "ingest": ingest}
+def export(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.ingest import export_json
+
+    clock = Clock()
+    files = export_json(Path(args["data"]), Path(args["into"]))
+    return {**clock.read(), "files": len(files)}
+
+
+KINDS = {"incremental": incremental, "ingest": ingest, "export_json": export}

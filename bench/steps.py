@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -167,7 +166,9 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     )
 
 
-def _export(data: Path, into: Path, reuse: bool, log: TextIO) -> tuple[float | None, str | None]:
+def _export(
+    data: Path, into: Path, reuse: bool, work: Path, log: TextIO
+) -> tuple[float | None, str | None]:
     """The Enterprise JSON-lines export of `data` (bench.ingest.export_json), kept beside it.
     Returns its seconds (None if unknown) and, when an earlier export of the same data was
     reused, the date it was made."""
@@ -177,14 +178,11 @@ def _export(data: Path, into: Path, reuse: bool, log: TextIO) -> tuple[float | N
         _say(log, f"[ingest] reusing {into}")
         saved = json.loads(kept.read_text()) if kept.exists() else {}
         return saved.get("seconds"), str(saved.get("date", "earlier"))
-    from bench.ingest import export_json
-
     _say(log, f"[ingest] exporting {data} as JSON lines into {into}")
     if into.exists():
         shutil.rmtree(into)
-    began = time.perf_counter()
-    export_json(data, into)
-    seconds = time.perf_counter() - began
+    sample = measure("export_json", {"data": str(data), "into": str(into)}, work)
+    seconds = sample.seconds
     stamp.write_text(json.dumps(source))
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     kept.write_text(json.dumps({"seconds": seconds, "date": date}))
@@ -205,7 +203,7 @@ def bench_ingest(opts: argparse.Namespace, log: TextIO) -> IngestResult:
     _data(opts, gen_args, opts.work_dir / name / "generate", log)
     json_dir = opts.data_dir / f"json-{data.name}"
     reuse = opts.reuse_data and data not in opts.generated_now
-    export_seconds, exported_at = _export(data, json_dir, reuse, log)
+    export_seconds, exported_at = _export(data, json_dir, reuse, work / "export", log)
     store = work / "store"
     first = measure("ingest", {"json": str(json_dir), "store": str(store), "fresh": True}, work)
     _note(log, "ingest", "ingest", first)
