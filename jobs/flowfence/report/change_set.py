@@ -9,7 +9,7 @@ are described with `rule_view`, in the same words as the rules read from a manif
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from flowfence.core import times
@@ -20,15 +20,9 @@ ChangeKind = Literal["created", "updated", "removed", "unchanged"]
 
 
 @dataclass(frozen=True)
-class RuleView:
-    direction: str
-    action: str
-    scope: str
-    peer: str
-    protocol: str
-    ports: tuple[str, ...]
-    evidence: run_report.Evidence | None = None
-    flags: tuple[str, ...] = ()
+class RuleView(run_report.RuleEntry):
+    """A rule as the reports show it, plus what a diff needs and the report does not."""
+
     # The rule's identity across runs: its manifest text without metadata.
     key: str = field(default="", compare=False)
 
@@ -44,9 +38,8 @@ class RuleView:
     def entry(self) -> run_report.RuleEntry:
         """The report's form of the rule."""
         return run_report.RuleEntry(
-            self.direction, self.action, self.scope, self.peer, self.protocol, self.ports,
-            self.evidence, self.flags,
-        )  # fmt: skip
+            **{f.name: getattr(self, f.name) for f in fields(run_report.RuleEntry)}
+        )
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,7 @@ class Report:
 
 
 def _view(entry: run_report.RuleEntry) -> RuleView:
-    return RuleView(
-        entry.direction, entry.action, entry.scope, entry.peer, entry.protocol, entry.ports,
-        entry.evidence, entry.flags,
-    )  # fmt: skip
+    return RuleView(**vars(entry))
 
 
 def _decision_text(decision: dict[str, str] | None) -> str | None:

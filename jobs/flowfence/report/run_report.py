@@ -38,7 +38,7 @@ class RuleEntry:
     peer: str
     protocol: str
     ports: tuple[str, ...]
-    evidence: Evidence | None  # None: a removed rule whose evidence is no longer known
+    evidence: Evidence | None = None  # None: a removed rule whose evidence is no longer known
     flags: tuple[str, ...] = ()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def _with_facts(
     for view in views:
         facts = index.get((namespace, view.direction, view.key))
         if facts is not None:
-            view = RuleView(**{**vars(view), "evidence": facts.evidence, "flags": facts.flags})
+            view = replace(view, evidence=facts.evidence, flags=facts.flags)
         out.append(view)
     return tuple(out)
 
