@@ -31,6 +31,7 @@ from flowfence.calico.policies import (
 from flowfence.calico.policy_k8s import K8S_POLICY_ORDER, convert
 from flowfence.calico.policy_rules import Context, Rule, parse_nets, parse_rule
 from flowfence.calico.selector import parse
+from flowfence.core import yaml_loader
 from flowfence.core.errors import PolicyError
 
 CALICO_APIS = ("projectcalico.org/v3", "crd.projectcalico.org/v1")
@@ -63,7 +64,6 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 # libyaml's loader when PyYAML was built with it: same documents, about ten times faster.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Loader:
@@ -99,7 +99,7 @@ class Loader:
     def add_file(self, file: Path) -> None:
         try:
             text = file.read_text(encoding="utf-8")
-            docs = list(yaml.load_all(text, Loader=_LOADER))
+            docs = list(yaml.load_all(text, Loader=yaml_loader.LOADER))
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"{file}: cannot read: {exc}") from exc
         except yaml.YAMLError as exc:

@@ -27,6 +27,7 @@ import yaml
 
 from flowfence.calico import schema_kubernetes, schema_rules
 from flowfence.calico.schema_rules import Problem
+from flowfence.core import yaml_loader
 
 CrdSet = Literal["calico", "calico-enterprise"]
 CRD_SETS: tuple[CrdSet, ...] = ("calico", "calico-enterprise")
@@ -57,7 +58,6 @@ ENTERPRISE_FILES = {
 ENTERPRISE_V1_SCOPE = "crd.projectcalico.org_policyrecommendationscopes.yaml"
 NETWORK_POLICY_SCHEMA = "kubernetes/networkpolicy-networking-v1.json"
 MAX_SCHEMA_ERRORS = 50  # per document: a hostile document can have millions
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _strict(schema: Any) -> Any:
 @functools.cache
 def crd(source: str) -> dict[str, Any]:
     """A CRD file under schemas/, parsed."""
-    doc = yaml.load((schemas_dir() / source).read_text(encoding="utf-8"), Loader=_LOADER)
+    doc = yaml.load((schemas_dir() / source).read_text(encoding="utf-8"), Loader=yaml_loader.LOADER)
     if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
         raise LookupError(f"{source}: not a CustomResourceDefinition")
     return doc

@@ -16,53 +16,45 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flowfence.calico import names
-from flowfence.calico.schema_rules import Problem
+from flowfence.calico.schema_rules import Problem, as_list, as_mapping, parse_cidr
 
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,13}[a-z0-9])?")
 
 
-def _dict(value: object) -> Mapping[Any, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def network_policy(spec: object) -> Iterator[Problem]:
-    spec = _dict(spec)
+    spec = as_mapping(spec)
     yield from label_selector("spec.podSelector", spec.get("podSelector"))
-    types = _list(spec.get("policyTypes"))
+    types = as_list(spec.get("policyTypes"))
     if len(types) > 2:
         yield Problem("spec.policyTypes", "may not specify more than two policyTypes")
     for i, t in enumerate(types):
         if t not in ("Ingress", "Egress"):
             yield Problem(f"spec.policyTypes[{i}]", f"unsupported value {names.sample(t)}")
     for direction, peers in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(_list(spec.get(direction))):
+        for i, rule in enumerate(as_list(spec.get(direction))):
             at = f"spec.{direction}[{i}]"
-            rule = _dict(rule)
-            for j, port in enumerate(_list(rule.get("ports"))):
-                yield from _port(f"{at}.ports[{j}]", _dict(port))
-            for j, peer in enumerate(_list(rule.get(peers))):
-                yield from _peer(f"{at}.{peers}[{j}]", _dict(peer))
+            rule = as_mapping(rule)
+            for j, port in enumerate(as_list(rule.get("ports"))):
+                yield from _port(f"{at}.ports[{j}]", as_mapping(port))
+            for j, peer in enumerate(as_list(rule.get(peers))):
+                yield from _peer(f"{at}.{peers}[{j}]", as_mapping(peer))
 
 
 def label_selector(where: str, value: object) -> Iterator[Problem]:
     """A metav1.LabelSelector: valid keys and values, operators with the right values."""
-    selector = _dict(value)
-    for key, label in _dict(selector.get("matchLabels")).items():
+    selector = as_mapping(value)
+    for key, label in as_mapping(selector.get("matchLabels")).items():
         if not (isinstance(key, str) and names.is_label_key(key)):
             yield Problem(f"{where}.matchLabels", f"{names.sample(key)} is not a label key")
         if not (isinstance(label, str) and names.is_label_value(label)):
             yield Problem(f"{where}.matchLabels", f"{names.sample(label)} is not a label value")
-    for i, expression in enumerate(_list(selector.get("matchExpressions"))):
+    for i, expression in enumerate(as_list(selector.get("matchExpressions"))):
         at = f"{where}.matchExpressions[{i}]"
-        expression = _dict(expression)
+        expression = as_mapping(expression)
         key, operator = expression.get("key"), expression.get("operator")
-        values = _list(expression.get("values"))
+        values = as_list(expression.get("values"))
         if isinstance(key, str) and not names.is_label_key(key):
             yield Problem(f"{at}.key", f"{names.sample(key)} is not a label key")
         if operator in ("In", "NotIn") and not values:
@@ -85,24 +77,19 @@ def _peer(where: str, peer: Mapping[Any, Any]) -> Iterator[Problem]:
     for key in ("podSelector", "namespaceSelector"):
         yield from label_selector(f"{where}.{key}", peer.get(key))
     if "ipBlock" in kinds:
-        yield from _ip_block(f"{where}.ipBlock", _dict(peer["ipBlock"]))
+        yield from _ip_block(f"{where}.ipBlock", as_mapping(peer["ipBlock"]))
 
 
 def _cidr(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """Kubernetes' ParseCIDRSloppy: a prefix length is required, host bits may be set."""
-    if not isinstance(text, str) or "/" not in text or not text.isascii() or "%" in text:
-        return None
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
+    """Kubernetes' ParseCIDRSloppy: Calico's CIDR, but the prefix length is required."""
+    return parse_cidr(text) if isinstance(text, str) and "/" in text else None
 
 
 def _ip_block(where: str, block: Mapping[Any, Any]) -> Iterator[Problem]:
     cidr = _cidr(block.get("cidr"))
     if cidr is None:
         yield Problem(f"{where}.cidr", f"{names.sample(block.get('cidr'))} is not a CIDR")
-    for i, text in enumerate(_list(block.get("except"))):
+    for i, text in enumerate(as_list(block.get("except"))):
         net = _cidr(text)
         if net is None:
             yield Problem(f"{where}.except[{i}]", f"{names.sample(text)} is not a CIDR")

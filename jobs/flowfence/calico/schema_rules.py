@@ -80,11 +80,11 @@ def printable(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _dict(value: object) -> Mapping[Any, Any]:
+def as_mapping(value: object) -> Mapping[Any, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: object) -> list[Any]:
+def as_list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
@@ -116,14 +116,14 @@ def metadata(
         isinstance(namespace, str) and names.is_dns1123_label(namespace)
     ):
         yield Problem("metadata.namespace", f"{names.sample(namespace)} is not a DNS-1123 label")
-    for key, value in _dict(meta.get("labels")).items():
+    for key, value in as_mapping(meta.get("labels")).items():
         where = f"metadata.labels.{names.sample(key)}"
         if not (isinstance(key, str) and names.is_label_key(key)):
             yield Problem(where, "not a valid label key")
         if not (isinstance(value, str) and names.is_label_value(value)):
             yield Problem(where, f"{names.sample(value)} is not a valid label value")
     size = 0
-    for key, value in _dict(meta.get("annotations")).items():
+    for key, value in as_mapping(meta.get("annotations")).items():
         where = f"metadata.annotations.{names.sample(key)}"
         if not (isinstance(key, str) and names.is_label_key(key.lower())):
             yield Problem(where, "not a valid annotation key")
@@ -147,7 +147,8 @@ def selector(path: str, text: object, *, entity_namespace: bool = False) -> Iter
         yield Problem(path, "global() can only stand alone in an EntityRule namespaceSelector")
 
 
-def _cidr(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def parse_cidr(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """Calico's CIDR: an address or a network, host bits allowed; None if neither."""
     if not isinstance(text, str) or not text.isascii() or "%" in text:
         return None
     try:
@@ -158,18 +159,18 @@ def _cidr(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
 
 def calico_policy(kind: str, spec: object) -> Iterator[Problem]:
     """The policy-level and rule-level rules of the four Calico policy kinds."""
-    spec = _dict(spec)
+    spec = as_mapping(spec)
     for key in ("selector", "serviceAccountSelector", "namespaceSelector"):
         yield from selector(f"spec.{key}", spec.get(key))
     seen: list[object] = []
-    for t in _list(spec.get("types")):
+    for t in as_list(spec.get("types")):
         if t in seen:
             yield Problem("spec.types", f"{names.sample(t)} type specified more than once")
         seen.append(t)
     if kind in ("GlobalNetworkPolicy", "StagedGlobalNetworkPolicy"):
         yield from _global_policy(spec)
     for direction in ("ingress", "egress"):
-        for i, rule in enumerate(_list(spec.get(direction))):
+        for i, rule in enumerate(as_list(spec.get(direction))):
             if isinstance(rule, Mapping):
                 yield from _rule(f"spec.{direction}[{i}]", direction, rule)
 
@@ -178,9 +179,9 @@ def _global_policy(spec: Mapping[Any, Any]) -> Iterator[Problem]:
     pre_dnat, untracked = spec.get("preDNAT") is True, spec.get("doNotTrack") is True
     if pre_dnat and untracked:
         yield Problem("spec", "preDNAT and doNotTrack cannot both be true")
-    if pre_dnat and _list(spec.get("egress")):
+    if pre_dnat and as_list(spec.get("egress")):
         yield Problem("spec.egress", "preDNAT policy cannot have any egress rules")
-    if pre_dnat and "Egress" in _list(spec.get("types")):
+    if pre_dnat and "Egress" in as_list(spec.get("types")):
         yield Problem("spec.types", "preDNAT policy cannot have 'Egress' type")
     if (pre_dnat or untracked) and spec.get("applyOnForward") is not True:
         yield Problem("spec", "applyOnForward must be true if either preDNAT or doNotTrack is")
@@ -198,7 +199,7 @@ def _rule(at: str, direction: str, rule: Mapping[Any, Any]) -> Iterator[Problem]
             continue
         if protocol not in (*_ICMP, *_ICMPV6):
             yield Problem(_join(at, key), "ICMP fields require protocol ICMP or ICMPv6")
-        fields = _dict(rule[key])
+        fields = as_mapping(rule[key])
         if "code" in fields and "type" not in fields:
             yield Problem(_join(at, key), "ICMP code specified without an ICMP type")
     version = rule.get("ipVersion")
@@ -209,11 +210,11 @@ def _rule(at: str, direction: str, rule: Mapping[Any, Any]) -> Iterator[Problem]
             yield Problem(_join(at, "ipVersion"), f"{key} {value} does not match ipVersion")
     families: set[int] = set()
     for side in ("source", "destination"):
-        entity = _dict(rule.get(side))
+        entity = as_mapping(rule.get(side))
         where = _join(at, side)
         yield from _entity(where, direction, side, action, entity)
         for key in ("ports", "notPorts"):
-            ports = _list(entity.get(key))
+            ports = as_list(entity.get(key))
             if ports and protocol not in _PORTS_PROTOCOLS:
                 yield Problem(
                     _join(where, key),
@@ -233,7 +234,7 @@ def _entity(
         yield from selector(
             _join(where, key), entity.get(key), entity_namespace=key == "namespaceSelector"
         )
-    accounts = _dict(entity.get("serviceAccounts"))
+    accounts = as_mapping(entity.get("serviceAccounts"))
     yield from selector(_join(where, "serviceAccounts.selector"), accounts.get("selector"))
     if "services" in entity:
         clash = {"selector", "notSelector", "namespaceSelector", "nets", "notNets"}
@@ -242,7 +243,7 @@ def _entity(
         present = sorted(k for k in clash & entity.keys() if entity[k] not in ([], "", None))
         if present:
             yield Problem(where, f"services combined with {', '.join(present)}")
-        if not _dict(entity["services"]).get("name"):
+        if not as_mapping(entity["services"]).get("name"):
             yield Problem(_join(where, "services"), "services must name a service")
     if "domains" in entity and not (
         direction == "egress"
@@ -266,8 +267,8 @@ def _port_range(where: str, port: object) -> Iterator[Problem]:
 def _nets(where: str, nets: object, version: object, families: set[int]) -> Iterator[Problem]:
     """Calico's scanNets: every entry a CIDR; one family per rule, the rule's ipVersion."""
     mine: set[int] = set()
-    for j, text in enumerate(_list(nets)):
-        net = _cidr(text)
+    for j, text in enumerate(as_list(nets)):
+        net = parse_cidr(text)
         if net is None:
             yield Problem(_join(where, j), f"{names.sample(text)} is not a CIDR")
         else:
@@ -282,7 +283,7 @@ def _nets(where: str, nets: object, version: object, families: set[int]) -> Iter
 def tier(meta: object, spec: object, *, enterprise: bool) -> Iterator[Problem]:
     """The CEL rules of the Tier CRDs: reserved tiers with a fixed action (and, in the
     Enterprise CRD, a fixed order)."""
-    name, spec = _dict(meta).get("name"), _dict(spec)
+    name, spec = as_mapping(meta).get("name"), as_mapping(spec)
     if isinstance(name, str) and name in _FIXED_TIERS:
         order, action = _FIXED_TIERS[name]
         if enterprise and spec.get("order") != order:
@@ -292,11 +293,12 @@ def tier(meta: object, spec: object, *, enterprise: bool) -> Iterator[Problem]:
 
 
 def network_set(spec: object) -> Iterator[Problem]:
-    for j, text in enumerate(_list(_dict(spec).get("nets"))):
-        if _cidr(text) is None:
+    for j, text in enumerate(as_list(as_mapping(spec).get("nets"))):
+        if parse_cidr(text) is None:
             yield Problem(f"spec.nets[{j}]", f"{names.sample(text)} is not a CIDR")
 
 
 def recommendation_scope(spec: object) -> Iterator[Problem]:
     for key in ("namespaceSpec", "hostEndpointSpec"):
-        yield from selector(f"spec.{key}.selector", _dict(_dict(spec).get(key)).get("selector"))
+        scope = as_mapping(as_mapping(spec).get(key))
+        yield from selector(f"spec.{key}.selector", scope.get("selector"))

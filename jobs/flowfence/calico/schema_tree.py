@@ -22,6 +22,7 @@ import yaml
 
 from flowfence.calico.schema import CALICO, NETWORKING, CrdSet, check, kinds
 from flowfence.calico.schema_rules import printable
+from flowfence.core import yaml_loader
 from flowfence.core.errors import BadInput
 
 MAX_FILE = 64 * 1024 * 1024  # bytes; the API server refuses objects over 3 MiB
@@ -36,7 +37,6 @@ FLAVOR_KINDS = {
     "kubernetes": {(NETWORKING, "NetworkPolicy")},
 }
 FLAVOR_KINDS["calico-enterprise"] = FLAVOR_KINDS["calico"]
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _parse(data: bytes) -> tuple[list[tuple[int, Any]], tuple[int, str] | None]:
     docs: list[tuple[int, Any]] = []
     index = 0
     try:
-        for index, body in enumerate(yaml.load_all(data, Loader=_LOADER), start=1):
+        for index, body in enumerate(yaml.load_all(data, Loader=yaml_loader.LOADER), start=1):
             docs.append((index, body))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -9,7 +9,7 @@ silently falls back to a default. See docs/configuration.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -101,8 +101,3 @@ def _check_consistency(s: Settings) -> None:
             )
     if s.tier_name in s.tier_orders:
         raise fail("tierOrders", f"lists the recommendation tier {s.tier_name!r}; use tierOrder")
-
-
-def setting_names() -> tuple[str, ...]:
-    """The names `load_settings` accepts as overrides."""
-    return tuple(f.name for f in fields(Settings) if f.name in FIELDS)

@@ -201,10 +201,6 @@ class ObjectInfo:
     end: datetime | None = None
 
 
-def _naive(moment: datetime | None) -> datetime | None:
-    return None if moment is None else times.naive_utc(moment)
-
-
 def list_parquet(
     fs: Any,
     root: S3Url,
@@ -219,7 +215,7 @@ def list_parquet(
     misses [since, until) are pruned. FlowInputError when there is nothing (or a malformed
     partition directory); RuntimeFailure when the store cannot be listed.
     """
-    lo, hi = _naive(since), _naive(until)
+    lo, hi = times.window_bound(since, "since"), times.window_bound(until, "until")
     # A fresh listing every time (the cache only keeps parent entries up to date, not the
     # children of a prefix another process added to).
     fs.invalidate_cache()
@@ -241,7 +237,7 @@ def list_parquet(
             span = partitions.span(name[len(root.bucket) + 1 :])
         except ValueError as exc:
             raise FlowInputError(f"flow logs: {root.url}/{rel}: {exc}") from None
-        if span is not None and not ((hi is None or span[0] < hi) and (lo is None or span[1] > lo)):
+        if span is not None and not partitions.meets(*span, lo, hi):
             continue
         modified = info.get("LastModified")
         mtime = int(modified.timestamp() * 1e9) if isinstance(modified, datetime) else 0

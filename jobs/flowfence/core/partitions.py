@@ -71,6 +71,16 @@ def span(rel: str) -> tuple[datetime, datetime] | None:
     return start, start + timedelta(hours=1)
 
 
+def meets(
+    start: datetime | None, end: datetime | None, lo: datetime | None, hi: datetime | None
+) -> bool:
+    """Whether a partition holding start_times in [start, end) can hold any in [lo, hi) (None:
+    unbounded; a partition without a span may hold anything)."""
+    if start is None or end is None:
+        return True
+    return (hi is None or start < hi) and (lo is None or end > lo)
+
+
 def _day(text: str) -> date | None:
     try:
         return date.fromisoformat(text)

@@ -7,12 +7,12 @@ number of distinct edges.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from flowfence.core import sql
+from flowfence.core import sql, times
 
 _STR = pl.String()
 _LIST = pl.List(pl.String())
@@ -57,9 +57,7 @@ EDGE_QUERY = "state_edges"  # sql/state_edges.sql
 
 def _naive_utc(value: datetime | None) -> datetime | None:
     # The `flows` view holds naive UTC timestamps; compare like with like.
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return value if value is None or value.tzinfo is None else times.naive_utc(value)
 
 
 def aggregate(

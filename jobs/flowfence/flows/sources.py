@@ -143,10 +143,7 @@ def _partition(file: Path, dirs: Sequence[str]) -> _Part:
 
 
 def _overlaps(part: _Part, lo: datetime | None, hi: datetime | None) -> bool:
-    """Partitions hold rows by start_time; keep those whose span meets [lo, hi)."""
-    if part.start is None or part.end is None:
-        return True
-    return (hi is None or part.start < hi) and (lo is None or part.end > lo)
+    return partitions.meets(part.start, part.end, lo, hi)
 
 
 def _pattern(file: str) -> str:

@@ -90,7 +90,8 @@ def scan(
     master: str | None = None,
     session: SparkSession | None = None,
 ) -> Scan:
-    """`sources.bind_flows` + `edges.aggregate` on Spark, for `pipeline.compute` to call.
+    """`sources.bind_flows` + `edges.aggregate` on Spark in one call, for a notebook (the run
+    lists and reads through `list_files` and `read_files` instead, to read incrementally).
 
     `since`/`until` are timezone-aware (None: open end). `session` is used as given (a test, a
     notebook); otherwise the active session, or a new one on `master` (None: what spark-submit

@@ -45,9 +45,7 @@ class Span:
     end: datetime | None = None
 
     def meets(self, since: datetime | None, until: datetime | None) -> bool:
-        if self.start is None or self.end is None:
-            return True
-        return (until is None or self.start < until) and (since is None or self.end > since)
+        return partitions.meets(self.start, self.end, since, until)
 
 
 def list_files(spark: SparkSession, url: str) -> tuple[sources.FileInfo, ...]:

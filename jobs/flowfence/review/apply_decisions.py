@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from flowfence.core import yaml_loader
 from flowfence.render.manifests import PolicyDoc, kustomization
 from flowfence.review.decisions import Decision, Decisions
 
@@ -27,7 +28,6 @@ STAGED_LABEL = "projectcalico.org/spec.stagedAction"
 CALICO_API = "projectcalico.org/v3"
 POLICIES = "policies"
 KUSTOMIZATION = "policies/kustomization.yaml"
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def read_policy(files: Mapping[str, bytes], namespace: str) -> PolicyDoc | None:
     if data is None:
         return None
     try:
-        doc = yaml.load(data.decode("utf-8"), Loader=_YAML_LOADER)
+        doc = yaml.load(data.decode("utf-8"), Loader=yaml_loader.LOADER)
     except (yaml.YAMLError, UnicodeDecodeError):
         return None
     return policy_of(doc, namespace)

@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 
 from flowfence.calico import cidr
+from flowfence.core import yaml_loader
 from flowfence.report.change_set import RuleView, nets_text
 
 TIGERA = "policyrecommendation.tigera.io"
 POLICY_KINDS = frozenset({"StagedNetworkPolicy", "NetworkPolicy"})
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def namespaced_policy(doc: object) -> dict[str, Any] | None:
@@ -37,7 +37,7 @@ def policy_doc(data: bytes) -> dict[str, Any] | None:
     """The namespaced policy in a manifest file read from disk, or None (not a policy,
     unreadable)."""
     try:
-        doc = yaml.load(data.decode("utf-8"), Loader=_LOADER)
+        doc = yaml.load(data.decode("utf-8"), Loader=yaml_loader.LOADER)
     except (yaml.YAMLError, UnicodeDecodeError):
         return None
     return namespaced_policy(doc)

@@ -171,7 +171,7 @@ def compute(
     returns the bytes of an output file as written before (None when absent), so that
     unchanged manifests are not rendered again."""
     prior = prior if prior is not None else tables.new()
-    now = request.now.astimezone(UTC).replace(tzinfo=None)
+    now = times.naive_utc(request.now)
     if prior.now is not None and now < prior.now:
         raise BadInput(
             f"--now {times.rfc3339(now)} is before the last run recorded in the state "
@@ -195,7 +195,7 @@ def derive(
 ) -> Computation:
     """Everything after the read: pure, no I/O but the policy, decision and namespace files."""
     settings = request.settings
-    now = request.now.astimezone(UTC).replace(tzinfo=None)
+    now = times.naive_utc(request.now)
     previous = statuses.previous_states(prior)
     learned = learning.learn(
         settings,
