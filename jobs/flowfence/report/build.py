@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flowfence.calico import names
@@ -29,10 +29,6 @@ def exclusions(
         run_report.Exclusion(reason, policy, t.edges, t.flows, t.bytes)
         for (reason, policy), t in sorted(tallies.items())
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -81,10 +77,10 @@ def build(
             )
         )
     return run_report.RunReport(
-        now=times.rfc3339(_utc(facts.now)),
+        now=times.rfc3339(facts.now),
         window={
-            "since": times.rfc3339(_utc(facts.since)),
-            "until": times.rfc3339(_utc(facts.now)),
+            "since": times.rfc3339(facts.since),
+            "until": times.rfc3339(facts.now),
         },
         flavor=settings.flavor,
         tier=settings.tier_name,

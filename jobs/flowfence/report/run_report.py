@@ -17,8 +17,6 @@ from typing import Any
 
 from flowfence.calico.names import Rejection
 
-MARKDOWN_LIMIT = 65_000
-
 
 @dataclass(frozen=True)
 class Evidence:

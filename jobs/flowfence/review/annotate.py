@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from flowfence.config.settings import Settings
-from flowfence.core import times
 from flowfence.render.manifests import policy_name
 from flowfence.report import run_report
 from flowfence.report.change_set import rule_view
@@ -16,15 +15,6 @@ from flowfence.review import changes, decisions
 from flowfence.review.outcome import Review
 
 KINDS = ("created", "updated", "removed", "unchanged")
-
-
-def _decision(d: decisions.Decision) -> dict[str, str]:
-    out = {"decision": d.decision, "reason": d.reason, "author": d.author}
-    if d.decided is not None:
-        out["decided"] = times.rfc3339(d.decided)
-    if d.expires is not None:
-        out["expires"] = times.rfc3339(d.expires)
-    return out
 
 
 def _entry(
@@ -42,7 +32,7 @@ def _entry(
         stagedAction=checked.applied.staged_actions.get(ns, "Learn"),
         manifest=path if path in checked.files else None,
         previous_status=previous_status,
-        decision=None if decided is None else _decision(decided),
+        decision=None if decided is None else decisions.to_dict(decided),
         change=c.change if c is not None else "none",
         kind=c.kind if c is not None else None,
         previous_kind=c.previous_kind if c is not None else None,
@@ -93,7 +83,8 @@ def annotate(
         "files_changed": len(checked.changes.files),
     }
     lapsed = tuple(
-        {"namespace": ns, **_decision(d)} for ns, d in sorted(checked.applied.lapsed.items())
+        {"namespace": ns, **decisions.to_dict(d)}
+        for ns, d in sorted(checked.applied.lapsed.items())
     )
     others = tuple(
         f for f in checked.changes.files if f not in {c.path for c in checked.changes.namespaces}

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import yaml
-
-from flowfence.core import yaml_loader
 from flowfence.render.manifests import PolicyDoc, kustomization
 from flowfence.review.decisions import Decision, Decisions
+from flowfence.review.manifest_rules import namespaced_policy, policy_doc
 
 STAGED_LABEL = "projectcalico.org/spec.stagedAction"
 CALICO_API = "projectcalico.org/v3"
@@ -43,29 +41,16 @@ class Applied:
 
 def policy_of(doc: object, namespace: str) -> PolicyDoc | None:
     """`doc` when it is a policy of `namespace` with a spec, else None."""
-    if not isinstance(doc, dict) or doc.get("kind") not in ("StagedNetworkPolicy", "NetworkPolicy"):
+    policy = namespaced_policy(doc)
+    if policy is None or policy["metadata"]["namespace"] != namespace:
         return None
-    meta = doc.get("metadata")
-    spec = doc.get("spec")
-    if (
-        not isinstance(meta, dict)
-        or meta.get("namespace") != namespace
-        or not isinstance(spec, dict)
-    ):
-        return None
-    return doc
+    return policy if isinstance(policy.get("spec"), dict) else None
 
 
 def read_policy(files: Mapping[str, bytes], namespace: str) -> PolicyDoc | None:
     """The namespace's policy in `files` (relative paths under DIR), if there and readable."""
     data = files.get(f"{POLICIES}/{namespace}.yaml")
-    if data is None:
-        return None
-    try:
-        doc = yaml.load(data.decode("utf-8"), Loader=yaml_loader.LOADER)
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return policy_of(doc, namespace)
+    return None if data is None else policy_of(policy_doc(data), namespace)
 
 
 def _calico(doc: PolicyDoc) -> bool:

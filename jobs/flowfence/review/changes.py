@@ -111,16 +111,6 @@ def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
 
 
-def _same(path: str, found: object) -> NamespaceChange | None:
-    """An unchanged policy file, described from its document."""
-    doc = namespaced_policy(found)
-    if doc is None:
-        return None
-    kind, action = str(doc.get("kind")), staged_action(doc)
-    namespace = str(doc["metadata"]["namespace"])
-    return NamespaceChange(namespace, path, "unchanged", kind, kind, action, action, (), (), "")
-
-
 def _unchanged(path: str, data: bytes) -> NamespaceChange | None:
     """An unchanged policy file, read from its header lines without parsing the YAML."""
     kind, namespace = _KIND.search(data), _NAMESPACE.search(data)
@@ -187,7 +177,7 @@ def compute(
     for path in paths:
         old, data = previous.get(path), new.get(path)
         if old == data and data is not None:
-            change = _unchanged(path, data) if docs is None else _same(path, docs.get(path))
+            change = _unchanged(path, data)
         elif docs is None:
             new_doc = policy_doc(data) if data is not None else None
             change = _changed(path, old, data, new_doc, index)

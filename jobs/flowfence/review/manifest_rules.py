@@ -16,9 +16,9 @@ import yaml
 
 from flowfence.calico import cidr
 from flowfence.core import yaml_loader
+from flowfence.render.manifests import TIGERA
 from flowfence.report.change_set import RuleView, nets_text
 
-TIGERA = "policyrecommendation.tigera.io"
 POLICY_KINDS = frozenset({"StagedNetworkPolicy", "NetworkPolicy"})
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 

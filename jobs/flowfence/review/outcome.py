@@ -31,11 +31,15 @@ TIER = "policies/tier.yaml"
 @dataclass(frozen=True)
 class Review:
     files: dict[str, bytes]  # policies/... -> bytes, after the decisions
-    documents: dict[str, PolicyDoc]  # the documents behind `files`
     applied: Applied
     drift: dict[str, tuple[Rule, ...]]  # frozen namespaces -> learned rules they do not cover
     changes: ChangeSet
     in_cluster: tuple[str, ...]  # namespaces enforced in the cluster: learning stopped
+
+    @property
+    def documents(self) -> Mapping[str, PolicyDoc]:
+        """The documents behind `files`."""
+        return self.applied.documents
 
 
 def _drift(
@@ -87,4 +91,4 @@ def review(
         previous, files, docs=docs, index=changes.index_rules(changed, recs)
     )
     drifted = {k: v for k, v in found.items() if v}
-    return Review(dict(files), dict(docs), applied, drifted, change_set, stopped)
+    return Review(dict(files), applied, drifted, change_set, stopped)
