@@ -78,19 +78,13 @@ def policy_name(settings: RuleSettings, namespace: str) -> str:
     return name
 
 
-def status_of(
-    rec: Recommendation, statuses: Mapping[str, tuple[str, datetime]] | None
-) -> tuple[str, str]:
-    if statuses is not None and rec.namespace in statuses:
-        status, updated = statuses[rec.namespace]
-    else:
-        status, changed = DEFAULT_STATUS, rec.last_changed()
-        if changed is None:
-            raise ValueError(f"namespace {rec.namespace!r} has no rules and no status")
-        updated = changed
-    if not _STATUS.fullmatch(status):
-        raise ValueError(f"bad status {status!r}")
-    return status, rfc3339(updated)
+def status_of(rec: Recommendation) -> tuple[str, str]:
+    """The status a policy is built with: Learning since its newest rule (the lifecycle sets
+    the real one afterwards, `with_statuses`)."""
+    changed = rec.last_changed()
+    if changed is None:
+        raise ValueError(f"namespace {rec.namespace!r} has no rules and no status")
+    return DEFAULT_STATUS, rfc3339(changed)
 
 
 def types(rec: Recommendation) -> list[str]:
@@ -225,13 +219,10 @@ def kustomization(resources: list[str]) -> PolicyDoc:
 
 
 def policy_documents(
-    recs: Mapping[str, Recommendation],
-    settings: RuleSettings,
-    *,
-    statuses: Mapping[str, tuple[str, datetime]] | None = None,
+    recs: Mapping[str, Recommendation], settings: RuleSettings
 ) -> dict[str, PolicyDoc]:
     """The Tier (Calico flavors) and one policy per namespace with rules: file name under
-    policies/ -> document. Without `statuses` a policy says Learning since its newest rule."""
+    policies/ -> document. Each policy says Learning since its newest rule."""
     docs: dict[str, PolicyDoc] = {}
     if settings.flavor != "kubernetes":
         docs["tier.yaml"] = tier(settings)
@@ -241,7 +232,7 @@ def policy_documents(
             raise ValueError(f"recommendation for {rec.namespace!r} filed under {ns!r}")
         if not rec.rules:
             continue
-        status = status_of(rec, statuses)
+        status = status_of(rec)
         if settings.flavor == "kubernetes":
             docs[f"{dns_label(ns)}.yaml"] = kubernetes.network_policy(rec, settings, status)
         else:
@@ -285,7 +276,7 @@ def documents(
     statuses: Mapping[str, tuple[str, datetime]] | None = None,
 ) -> dict[str, PolicyDoc]:
     """The manifests as mappings (file name under policies/ -> document), for tests and diff."""
-    return with_kustomization(policy_documents(recs, settings, statuses=statuses))
+    return with_kustomization(with_statuses(policy_documents(recs, settings), statuses or {}))
 
 
 def render(

@@ -13,6 +13,7 @@ the report's facts gathered in report_facts.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -274,7 +275,8 @@ def run(request: RunRequest) -> RunResult:
         _step(request, "after-lock")
         prior = held.load()
         held.collect_garbage(prior)
-        on_disk = yaml_files.output_reader(request.out)
+        # Read once: compute compares reused files and the schema check skips unchanged ones.
+        on_disk = functools.cache(yaml_files.output_reader(request.out))
         computation = compute(request, prior, on_disk)
         # Every manifest to be written is checked against its schema before anything (state
         # included) is written: invalid output is flowfence's bug, never something to hand to a

@@ -18,10 +18,6 @@ from flowfence.run.learning import Learned
 from flowfence.state import incremental, lifecycle, tables
 
 
-def _total(edges: pl.DataFrame, column: str) -> int:
-    return int(edges.get_column(column).sum()) if edges.height else 0
-
-
 def report(
     settings: Settings,
     plan: incremental.Plan,
@@ -44,8 +40,8 @@ def report(
         since=plan.origin,
         input={
             "files": after.files.filter(~pl.col("empty")).height + open_files,
-            "rows": _total(merged.edges, "rows"),
-            "flows": _total(merged.edges, "flows"),
+            "rows": incremental.total(merged.edges, "rows"),
+            "flows": incremental.total(merged.edges, "flows"),
             "edges": merged.edges.height,
         },
         incremental={

@@ -160,11 +160,16 @@ class Batch:
 
     @property
     def rows(self) -> int:
-        return int(self.edges.get_column("rows").sum()) if self.edges.height else 0
+        return total(self.edges, "rows")
 
     @property
     def flows(self) -> int:
-        return int(self.edges.get_column("flows").sum()) if self.edges.height else 0
+        return total(self.edges, "flows")
+
+
+def total(edges: pl.DataFrame, column: str) -> int:
+    """The sum of a count column of edges (0 for none)."""
+    return int(edges.get_column(column).sum()) if edges.height else 0
 
 
 def empty_batch() -> Batch:
