@@ -163,15 +163,19 @@ CAST(1 AS BIGINT)
 -- rows, in a per-row view (the Spark engine): each row stands for one raw row
 CAST(1 AS BIGINT)
 
--- The pre-aggregation behind the DuckDB `flows` view (encodings.grouping): raw rows are grouped
--- on their raw key columns and the UTC hour of start_time first, and the fragments above are
--- applied to the groups, not to every row. Exact, because each fragment is a function of the
--- raw values of one group.
+-- The pre-aggregation behind the DuckDB views (encodings.grouping): raw rows are grouped on
+-- their raw key columns and the UTC day of start_time first (the view `flows`), and the
+-- fragments above are applied to the groups, not to every row. Exact, because each fragment is
+-- a function of the raw values of one group. The hourly activity (sql/state_activity.sql)
+-- reads its own view `flows_hourly`: a few columns grouped per UTC hour.
+
+-- section: row_day
+-- the group's UTC day; {col} is the start_time fragment. The day so that the distinct UTC days
+-- of an edge (sql/state_edges.sql) are exact over the view.
+date_trunc('day', {col})
 
 -- section: row_hour
--- the group's UTC hour; {col} is the start_time fragment. The hour (not only the day) so that
--- per-hour activity (sql/state_activity.sql) is exact over the view, and the distinct UTC days
--- of an edge with it.
+-- the group's UTC hour, for `flows_hourly`: per-hour activity is exact over it.
 date_trunc('hour', {col})
 
 -- section: row_net_ip

@@ -2,7 +2,8 @@
 -- Hourly activity per namespace, the input of rhythm detection (jobs/schedule.py): in which
 -- UTC hours a namespace's workloads had flows at all (any action), as the reporting side.
 -- Takes: $since, $until, $end_before (TIMESTAMP or NULL), the same row filter as
---   sql/state_edges.sql; reads the view `flows`.
+--   sql/state_edges.sql; reads the view `flows_hourly` (sources.py: the columns below, one
+--   row per raw key and UTC hour; on Spark the per-row view under that name).
 -- Returns: namespace VARCHAR, hour TIMESTAMP (start of the UTC hour of start_time),
 --   flows BIGINT (sum of num_flows), one row per (namespace, hour).
 SELECT
@@ -14,7 +15,7 @@ FROM (
         CASE WHEN reporter = 'src' THEN source_namespace ELSE dest_namespace END AS namespace,
         date_trunc('hour', start_time)                                            AS hour,
         num_flows
-    FROM flows
+    FROM flows_hourly
     WHERE ((reporter = 'src' AND source_type = 'wep')
            OR (reporter = 'dst' AND dest_type = 'wep'))
       AND ($since::TIMESTAMP IS NULL OR end_time >= $since::TIMESTAMP)

@@ -14,6 +14,7 @@ from flowfence.calico import cidr
 from flowfence.config.settings import Settings
 from flowfence.flows.edges import EDGE_SCHEMA
 from flowfence.learn import fold, rules
+from flowfence.render.manifests import namespace_selector
 from flowfence.learn.model import (
     ANY_PORT,
     ENTERPRISE_SELECTOR,
@@ -490,6 +491,22 @@ def test_identical_ports_fold_without_widening() -> None:
     wide = next(r for r in rec.egress if len(r.namespaces) > 1)
     assert wide.namespaces == tuple(peers) and wide.ports == (PortRange(443, 443),)
     assert "folded" in wide.flags and wide.note
+
+
+def test_a_fold_too_long_for_one_selector_is_split_within_the_crd_limit() -> None:
+    """Calico Enterprise's CRDs cap a namespaceSelector at 1024 characters: 300 peers on one
+    port fold into as few rules as fit, each selector within the cap, every peer kept."""
+    peers = [f"team-{i:04d}" for i in range(300)]
+    rows = [to_ns(p, 8080) for p in peers] + [to_ns("solo", 22)]
+    rec = build(rows, replace(BASE, max_rules=5))["shop"]
+    wide = [r for r in rec.egress if len(r.namespaces) > 1]
+    assert len(wide) == 4  # 300 names of 11 characters: 68 fit one selector
+    assert all(len(namespace_selector(r.namespaces)) <= fold.MAX_SELECTOR for r in wide)
+    assert sorted(ns for r in wide for ns in r.namespaces) == peers
+    assert all(r.ports == (PortRange(8080, 8080),) for r in wide)
+    assert sum(r.evidence.edges for r in wide) == 300
+    assert not any(f.startswith(fold.OVER_MAX_RULES) for f in rec.flags)
+    assert any("into 4 (one selector is too long)" in note for note in rec.folded)
 
 
 def test_domains_and_private_rules_fold() -> None:

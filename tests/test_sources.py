@@ -300,17 +300,27 @@ def _same_key(minutes: list[int], **over: Any) -> dict[str, Any]:
     return cols
 
 
-def test_view_groups_raw_rows_per_key_and_utc_hour(tmp_path: Path) -> None:
-    # 10:00, 10:20, 10:40 in one hour, 11:10 in the next: two view rows for four raw rows.
-    con, _ = bind(write(tmp_path / "f.parquet", _same_key([0, 20, 40, 70])))
+def test_view_groups_raw_rows_per_key_and_utc_day(tmp_path: Path) -> None:
+    # 10:00, 10:20, 10:40 and 11:10 on one day, 23:50 the day before (UTC): two view rows for
+    # five raw rows in `flows`; the hourly view keeps the hours apart.
+    con, _ = bind(write(tmp_path / "f.parquet", _same_key([0, 20, 40, 70, -610])))
     got = con.sql(
         "SELECT start_time, end_time, num_flows, bytes_in, rows FROM flows ORDER BY start_time"
     ).fetchall()
     assert got == [
-        (T0, T0 + timedelta(minutes=45), 1 + 2 + 3, 30, 3),
-        (T0 + timedelta(minutes=70), T0 + timedelta(minutes=75), 4, 10, 1),
+        (T0 - timedelta(minutes=610), T0 - timedelta(minutes=605), 5, 10, 1),
+        (T0, T0 + timedelta(minutes=75), 1 + 2 + 3 + 4, 40, 4),
     ]
-    assert sql.relation(con, "flows_summary").fetchall()[0][:2] == (4, 10)
+    hourly = con.sql(
+        "SELECT start_time, end_time, num_flows, rows FROM flows_hourly ORDER BY start_time"
+    ).fetchall()
+    assert hourly == [
+        (T0 - timedelta(minutes=610), T0 - timedelta(minutes=605), 5, 1),
+        (T0, T0 + timedelta(minutes=45), 1 + 2 + 3, 3),
+        (T0 + timedelta(minutes=70), T0 + timedelta(minutes=75), 4, 1),
+    ]
+    assert set(con.table("flows_hourly").columns) < set(con.table("flows").columns)
+    assert sql.relation(con, "flows_summary").fetchall()[0][:2] == (5, 15)
 
 
 def test_view_keeps_ips_of_net_endpoints_only(tmp_path: Path) -> None:

@@ -241,17 +241,7 @@ class Evaluator:
             return False
         if rule.not_ports is not None and rule.not_ports.matches(port):
             return False
-        if rule.nets and not _within(side, rule.nets):
-            return False
-        if rule.not_nets and _overlaps(side, rule.not_nets):
-            return False
-        if rule.selects_endpoints and not any(
-            self._positive(rule, c, policy) for c in side.candidates
-        ):
-            return False
-        if rule.not_selector is not None and any(
-            rule.not_selector.matches(c.labels) for c in side.candidates
-        ):
+        if not self._side_matches(rule, side, policy):
             return False
         if rule.services is not None and (
             dest_edge is None
@@ -263,6 +253,38 @@ class Evaluator:
             dest_edge is not None
             and any(p.matches(d) for p in rule.domains for d in dest_edge.dest_domains)
         )
+
+    def _side_matches(self, rule: EntityRule, side: _Side, policy: Policy) -> bool:
+        """The part of an entity rule that reads only the side (not ports, services, domains)."""
+        if rule.nets and not _within(side, rule.nets):
+            return False
+        if rule.not_nets and _overlaps(side, rule.not_nets):
+            return False
+        if rule.selects_endpoints and not any(
+            self._positive(rule, c, policy) for c in side.candidates
+        ):
+            return False
+        return rule.not_selector is None or not any(
+            rule.not_selector.matches(c.labels) for c in side.candidates
+        )
+
+    def signature(self, endpoint: Endpoint) -> tuple[object, ...]:
+        """All that evaluation reads of `endpoint`: its kind, IP version, which policies select
+        it and which entity rules its side matches. Edges equal but for endpoints of equal
+        signatures get the same verdict, except the profile hit, which names the local
+        namespace (edge_classes.py evaluates one edge per class)."""
+        side = self._side(endpoint)
+        is_wep = endpoint.type == "wep"
+        entity = side.candidates[0] if side.candidates else None
+        out: list[object] = [endpoint.type, None if side.ip is None else side.ip.version]
+        for tier in self.tiers:
+            for policy in tier.policies:
+                out.append(entity is not None and self._selects(policy, entity, is_wep))
+                for direction in ("ingress", "egress"):
+                    for rule in policy.rules(direction):
+                        out.append(self._side_matches(rule.source, side, policy))
+                        out.append(self._side_matches(rule.destination, side, policy))
+        return tuple(out)
 
     def _positive(self, rule: EntityRule, entity: _Entity, policy: Policy) -> bool:
         # Calico scopes a rule's selector to the policy's namespace unless a namespaceSelector

@@ -269,10 +269,24 @@ class Grouping:
     view: tuple[duckdb.Expression, ...]
 
 
-def grouping(steps: Plan) -> Grouping:
+# The columns state_activity.sql reads: the hourly view binds only these.
+HOURLY_COLUMNS = frozenset(
+    {"start_time", "end_time", "reporter", "source_type", "dest_type", "source_namespace",
+     "dest_namespace", "num_flows", "rows"}
+)  # fmt: skip
+
+
+def grouping(steps: Plan, grain: str = "day") -> Grouping:
     """The pre-aggregated form of `projection(steps)`: the same view rows merged per raw key
-    and UTC hour. Exact for every measure sql/ computes over the view (min, max, sums, distinct
-    days or hours, raw rows as sum(rows)), because each fragment is a function of raw values."""
+    and UTC `grain` ("day" or "hour") of start_time. Exact for every measure sql/ computes over
+    the view at that grain or coarser (min, max, sums, distinct days, raw rows as sum(rows)),
+    because each fragment is a function of raw values. With grain "hour" only the columns of
+    HOURLY_COLUMNS are kept: the hourly activity needs few, and grouping every key per hour
+    multiplies the groups by the hours an edge is seen in."""
+    if grain not in ("day", "hour"):
+        raise ValueError(f"grain must be day or hour, not {grain!r}")
+    if grain == "hour":
+        steps = tuple(step for step in steps if step[0] in HOURLY_COLUMNS)
     by_out = {out: (section, column) for out, section, column in steps}
     rows: dict[str, str] = {}
     measures: dict[str, str] = {}
@@ -297,8 +311,8 @@ def grouping(steps: Plan) -> Grouping:
                 rows[column] = f'"{column}"'
             view.append(duckdb.SQLExpression(fragment(section, column)).alias(out))
     keys = tuple(c for c in rows if c not in measures)
-    rows["hour"] = fragment("row_hour", None).replace("{col}", f"({rows[_FIRST]})")
+    rows["grain"] = fragment(f"row_{grain}", None).replace("{col}", f"({rows[_FIRST]})")
     select = [duckdb.SQLExpression(text).alias(name) for name, text in rows.items()]
     aggregates = [duckdb.ColumnExpression(k) for k in keys]
     aggregates += [duckdb.SQLExpression(text).alias(name) for name, text in measures.items()]
-    return Grouping(tuple(select), (*keys, "hour"), tuple(aggregates), tuple(view))
+    return Grouping(tuple(select), (*keys, "grain"), tuple(aggregates), tuple(view))

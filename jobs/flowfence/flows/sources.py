@@ -11,10 +11,10 @@ location is listed by objectstore.py and read through its s3fs filesystem, regis
 connection (no httpfs download).
 
 The view is pre-aggregated (encodings.grouping): raw rows in the window are grouped on their
-raw key columns and UTC hour, the normalising fragments run once per group, and the column
+raw key columns and UTC day, the normalising fragments run once per group, and the column
 `rows` says how many raw rows a view row stands for (count them as sum(rows)). Binding reads
-the files once into a temporary table, a few rows per edge and hour, which every query after
-it reads.
+the files once into a temporary table, about one row per edge and day, which every query
+after it reads. The hourly activity has its own narrow view, `flows_hourly`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def bind_flows(
     """Bind the flow logs at `path` as temporary view `view`, rows in [since, until) only.
 
     A raw row is in the window when end_time >= since and start_time < until. The view holds
-    one row per distinct raw key and UTC hour of start_time (see the module docstring). Raises
+    one row per distinct raw key and UTC day of start_time (see the module docstring). Raises
     FlowInputError for input that breaks the contract; an empty window is an empty view.
     """
     if not _VIEW.fullmatch(view):
@@ -89,7 +89,7 @@ def bind_flows(
         raise FlowInputError(f"flow logs: {path}: the Parquet files hold no rows")
     files = sorted(f for f in kept if rows[f] > 0)
     groups, found = _plan_files(con, files)
-    _bind(con, view, _relation(con, groups, _Window(lo, hi)))
+    _bind(con, view, groups, _Window(lo, hi))
     return FlowSource(files=tuple(files), hive=hive, columns=frozenset(found))
 
 
@@ -223,31 +223,40 @@ class _Window:
     end_before: datetime | None = None
 
 
-def _bind(con: duckdb.DuckDBPyConnection, view: str, rel: duckdb.DuckDBPyRelation) -> None:
-    """Materialise `rel` (the pre-aggregated rows, a few per edge and hour) as a temporary
-    table and bind it as `view`: the files are read once, however many queries follow. A
-    large table spills to DuckDB's temp_directory like any other."""
+def _bind(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
+    window: _Window,
+) -> None:
+    """Materialise the pre-aggregated rows (one per raw key and day) as a temporary table and
+    bind it as `view`: the files are read once, however many queries follow; a large table
+    spills to DuckDB's temp_directory like any other. The hourly activity view (`view`
+    + "_hourly", a few columns per hour) is bound lazily: its one query reads the files'
+    few columns it needs, cheaper than grouping every key per hour."""
     staged, table = f"flowfence_{view}_staged", f"flowfence_{view}"
-    con.register(staged, rel)
+    con.register(staged, _relation(con, groups, window, "day"))
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {staged}")
     finally:
         con.unregister(staged)
     con.register(view, con.table(table))
+    con.register(f"{view}_hourly", _relation(con, groups, window, "hour"))
 
 
 def _relation(
     con: duckdb.DuckDBPyConnection,
     groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
     window: _Window,
+    grain: str,
 ) -> duckdb.DuckDBPyRelation:
     """The view over all file groups: per group, the window filter on raw rows, then the
-    pre-aggregation of encodings.grouping (raw keys and hour), then the normalising fragments
-    once per group."""
+    pre-aggregation of encodings.grouping (raw keys and `grain`), then the normalising
+    fragments once per group."""
     rel: duckdb.DuckDBPyRelation | None = None
     start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
     for (steps, _), files in groups.items():
-        plan = encodings.grouping(steps)
+        plan = encodings.grouping(steps, grain)
         part = con.read_parquet([_pattern(f) for f in files], hive_partitioning=False)
         part = part.select(*plan.rows)
         if window.lo is not None:
@@ -259,10 +268,15 @@ def _relation(
         keys = ", ".join(f'"{k}"' for k in plan.keys)
         part = part.aggregate(list(plan.measures), keys).select(*plan.view)
         rel = part if rel is None else rel.union(part)
+    schema = encodings.FLOWS_SCHEMA
+    if grain == "hour":
+        schema = tuple(c for c in schema if c[0] in encodings.HOURLY_COLUMNS)
     if rel is None:
-        rel = con.sql(encodings.sections()["empty"])
+        rel = con.sql(encodings.sections()["empty"]).select(
+            *(duckdb.ColumnExpression(name) for name, _ in schema)
+        )
     got = tuple(zip(rel.columns, map(str, rel.types), strict=True))
-    if got != encodings.FLOWS_SCHEMA:
+    if got != schema:
         raise AssertionError(f"flows_normalise.sql drifted from FLOWS_SCHEMA: {got}")
     return rel
 
@@ -345,5 +359,5 @@ def bind_files(
     kept = [f for f in wanted if rows[f] > 0]
     groups, found = _plan_files(con, kept)
     window = _Window(lo, hi, times.window_bound(end_before, "end_before"))
-    _bind(con, view, _relation(con, groups, window))
+    _bind(con, view, groups, window)
     return FlowSource(files=tuple(kept), hive=False, columns=frozenset(found))

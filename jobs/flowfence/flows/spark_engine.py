@@ -152,7 +152,9 @@ def read_files(
             raw = _reader(child).parquet(*[literal(f) for f in files])
         except AnalysisException as exc:
             raise FlowInputError(f"flow logs: {shown}: {spark_session.first_line(exc)}") from exc
-        raw.selectExpr(*spark_sql.projection(plan(raw, files))).createOrReplaceTempView("flows")
+        view = raw.selectExpr(*spark_sql.projection(plan(raw, files)))
+        view.createOrReplaceTempView("flows")
+        view.createOrReplaceTempView("flows_hourly")  # per row: every grain is exact
         frames = []
         for name in ("state_edges", "state_activity"):
             if spark_sql.params(name) != set(args):

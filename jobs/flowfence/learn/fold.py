@@ -4,7 +4,9 @@ Calico declares `maxRules` but never enforces it. We do, per namespace and direc
 applying these steps in order and stopping as soon as the direction fits:
 
 1. `namespaces`: Namespace rules with the same action, protocol and ports become one rule with
-   `projectcalico.org/name in {...}`. Nothing new is allowed.
+   `projectcalico.org/name in {...}`. Nothing new is allowed. Calico Enterprise's CRDs cap a
+   selector at 1024 characters, so a list too long for one selector is split over as few
+   rules as fit (in name order).
 2. `domains`: all Domains rules of a protocol (and IP family, when they name addresses) become
    one rule with the union of domains and ports.
 3. `ports`: Namespace rules of the same action and protocol become one rule with the union of
@@ -79,10 +81,34 @@ def _describe(rule: Rule) -> str:
     return f"{rule.protocol} {ports}"
 
 
+# Calico Enterprise's CRD limit on a rule's namespaceSelector (open source has none).
+MAX_SELECTOR = 1024
+_SELECTOR_HEAD = len("projectcalico.org/name in {}")
+
+
+def selector_chunks(names: Sequence[str]) -> list[tuple[str, ...]]:
+    """`names` (sorted) in consecutive runs whose `projectcalico.org/name in {...}` selector
+    (render/manifests.namespace_selector) stays within MAX_SELECTOR characters."""
+    chunks: list[tuple[str, ...]] = []
+    current: list[str] = []
+    size = _SELECTOR_HEAD
+    for name in names:
+        cost = len(name) + 2 + (2 if current else 0)  # quotes, and ", " between names
+        if current and size + cost > MAX_SELECTOR:
+            chunks.append(tuple(current))
+            current, size = [], _SELECTOR_HEAD
+            cost = len(name) + 2
+        current.append(name)
+        size += cost
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
 def _regroup(
     rules: Sequence[Rule],
     key: Callable[[Rule], Hashable | None],
-    merge: Callable[[list[Rule]], Rule],
+    merge: Callable[[list[Rule]], list[Rule]],
     label: str,
 ) -> tuple[list[Rule], list[str]]:
     """Merge rules sharing a (non-None) key; keep the others. Notes for each real merge."""
@@ -100,20 +126,36 @@ def _regroup(
             out.append(members[0])
             continue
         merged = merge(members)
-        out.append(merged)
-        what = f"{len(members)} {label} into one ({_describe(merged)})"
+        out.extend(merged)
+        into = "one" if len(merged) == 1 else f"{len(merged)} (one selector is too long)"
+        what = f"{len(members)} {label} into {into} ({_describe(merged[0])})"
         notes.append(f"{members[0].direction}: folded {what}")
     return out, sorted(notes)
+
+
+def _merge_namespaces(members: list[Rule], why: str) -> list[Rule]:
+    """Namespace rules as one rule per selector-sized run of peer names; each merged rule's
+    evidence is that of the rules whose peers it holds."""
+    names = sorted({ns for r in members for ns in r.namespaces})
+    chunks = selector_chunks(names)
+    if len(chunks) == 1:
+        return [_merge(members, f"{len(names)} peer namespaces {why}", namespaces=tuple(names))]
+    out = []
+    for chunk in chunks:
+        held = set(chunk)
+        part = [r for r in members if held & set(r.namespaces)]
+        # A member whose peers straddle two runs lends its ports and evidence to both.
+        note = f"{len(chunk)} of {len(names)} peer namespaces {why}"
+        out.append(_merge(part, note, namespaces=chunk))
+    return out
 
 
 def _namespaces(rules: Sequence[Rule], _: RuleSettings) -> tuple[list[Rule], list[str]]:
     def key(r: Rule) -> Hashable | None:
         return (r.action, r.protocol, r.ports) if r.scope == "Namespace" else None
 
-    def merge(members: list[Rule]) -> Rule:
-        names = tuple(sorted({ns for r in members for ns in r.namespaces}))
-        note = f"{len(names)} peer namespaces with the same ports"
-        return _merge(members, note, namespaces=names)
+    def merge(members: list[Rule]) -> list[Rule]:
+        return _merge_namespaces(members, "with the same ports")
 
     return _regroup(rules, key, merge, "Namespace rules with identical ports")
 
@@ -122,11 +164,11 @@ def _domains(rules: Sequence[Rule], _: RuleSettings) -> tuple[list[Rule], list[s
     def key(r: Rule) -> Hashable | None:
         return (r.action, r.protocol, r.family, not r.ports) if r.scope == "Domains" else None
 
-    def merge(members: list[Rule]) -> Rule:
+    def merge(members: list[Rule]) -> list[Rule]:
         domains = tuple(sorted({d for r in members for d in r.domains}))
         nets = cidr.collapse(n for r in members for n in r.nets)
         note = f"{len(members)} domain rules merged to fit maxRules"
-        return _merge(members, note, domains=domains, nets=nets)
+        return [_merge(members, note, domains=domains, nets=nets)]
 
     return _regroup(rules, key, merge, "Domains rules")
 
@@ -135,10 +177,8 @@ def _ports_step(rules: Sequence[Rule], _: RuleSettings) -> tuple[list[Rule], lis
     def key(r: Rule) -> Hashable | None:
         return (r.action, r.protocol, not r.ports) if r.scope == "Namespace" else None
 
-    def merge(members: list[Rule]) -> Rule:
-        names = tuple(sorted({ns for r in members for ns in r.namespaces}))
-        note = f"{len(names)} peer namespaces share the union of their ports to fit maxRules"
-        return _merge(members, note, namespaces=names)
+    def merge(members: list[Rule]) -> list[Rule]:
+        return _merge_namespaces(members, "share the union of their ports to fit maxRules")
 
     return _regroup(rules, key, merge, "Namespace rules of one protocol")
 
@@ -149,7 +189,10 @@ def _addresses(rules: Sequence[Rule], settings: RuleSettings) -> tuple[list[Rule
             return (r.scope, r.action, r.protocol, r.family, not r.ports)
         return None
 
-    def merge(members: list[Rule]) -> Rule:
+    def merge(members: list[Rule]) -> list[Rule]:
+        return [_merge_addresses(members)]
+
+    def _merge_addresses(members: list[Rule]) -> Rule:
         nets = [n for r in members for n in r.nets]
         fam: cidr.Family = 6 if members[0].family == 6 else 4
         if members[0].scope == "Private":

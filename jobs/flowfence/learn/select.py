@@ -11,7 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from flowfence.calico.evaluate import Edge, Evaluator
+from flowfence.calico import edge_classes
+from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import PolicySet
 from flowfence.calico.policy_docs import load_policies
 from flowfence.config.settings import Settings
@@ -24,13 +25,9 @@ def existing_decider(
 ) -> exclude.DecidedBefore:
     evaluator = Evaluator(policy_set, namespaces=ns_labels)
 
-    def decided(frame: pl.DataFrame) -> list[str | None]:
-        out: list[str | None] = []
-        for row in frame.iter_rows(named=True):
-            verdict = evaluator.evaluate(Edge.from_row(row), row["direction"], before_order=before)
-            hit = verdict.deciding
-            out.append(None if hit is None else f"{hit.tier}|{hit.policy}|{hit.action}")
-        return out
+    def decided(frame: pl.DataFrame) -> pl.Series:
+        # One evaluation per class of edges the policies cannot tell apart, not per edge.
+        return edge_classes.deciding(evaluator, frame, before_order=before)
 
     return decided
 
