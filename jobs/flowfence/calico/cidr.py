@@ -48,12 +48,65 @@ def sort_key(net: Network) -> tuple[int, int, int]:
 
 def collapse(values: Iterable[str]) -> tuple[str, ...]:
     """Lossless: the fewest prefixes covering exactly the given addresses/CIDRs, v4 first."""
-    nets = [network(v) for v in values]
-    out: list[Network] = []
-    for version in (4, 6):
-        same = [n for n in nets if n.version == version]
-        out.extend(_collapse(same))
-    return tuple(str(n) for n in sorted(out, key=sort_key))
+    ranges: list[tuple[int, int]] = []
+    v6: list[Network] = []
+    for value in values:
+        span = _v4_span(value)
+        if span is not None:
+            ranges.append(span)
+            continue
+        net = network(value)
+        if net.version == 4:
+            ranges.append((int(net.network_address), int(net.broadcast_address)))
+        else:
+            v6.append(net)
+    out = [f"{_dotted(base)}/{plen}" for base, plen in _v4_prefixes(ranges)]
+    out.extend(str(n) for n in _collapse(v6))
+    return tuple(out)
+
+
+def _v4_span(value: str) -> tuple[int, int] | None:
+    """(first, last) of a plain dotted-quad address, or None for anything else (a CIDR, v6,
+    an address with leading zeros or spaces, garbage): those take ipaddress's path. Tens of
+    thousands of public addresses are collapsed per run; this is ipaddress's result for an
+    address, a dozen times faster."""
+    parts = value.split(".")
+    if len(parts) != 4:
+        return None
+    out = 0
+    for part in parts:
+        if not part.isdigit() or not part.isascii() or (len(part) > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        out = out << 8 | octet
+    return out, out
+
+
+def _dotted(value: int) -> str:
+    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+
+
+def _v4_prefixes(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The fewest (base, prefix length) blocks covering exactly the union of `ranges`, in
+    address order: merge overlapping or adjacent ranges, then cut each into aligned blocks."""
+    out: list[tuple[int, int]] = []
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for lo, hi in merged:
+        while lo <= hi:
+            # The largest aligned block starting at `lo` that stays within `hi`.
+            size = (lo & -lo) if lo else 1 << 32
+            while size > hi - lo + 1:
+                size >>= 1
+            out.append((lo, 32 - size.bit_length() + 1))
+            lo += size
+    return out
 
 
 def _collapse(nets: list[Network]) -> list[Network]:

@@ -14,12 +14,14 @@ Signatures are computed once per distinct endpoint: a few thousand for a large c
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import polars as pl
 
 from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import Direction
+from flowfence.calico.policy_rules import IPNetwork
 from flowfence.calico.verdict import Edge, Endpoint
 
 _SIDE_COLUMNS = ("type", "namespace", "name_aggr", "ip", "labels")
@@ -39,14 +41,51 @@ def _endpoint(row: Sequence[object]) -> Endpoint:
     )
 
 
+def _policy_nets(evaluator: Evaluator) -> tuple[IPNetwork, ...]:
+    """Every CIDR evaluation can test an address against: rule nets and notNets, and the nets
+    of the network sets (which sets contain an address decides what selectors see of it)."""
+    found: dict[IPNetwork, None] = {}
+    for tier in evaluator.tiers:
+        for policy in tier.policies:
+            for direction in ("ingress", "egress"):
+                for rule in policy.rules(direction):
+                    for entity in (rule.source, rule.destination):
+                        found.update(dict.fromkeys((*entity.nets, *entity.not_nets)))
+    for netset in evaluator.policies.network_sets:
+        found.update(dict.fromkeys(netset.nets))
+    return tuple(found)
+
+
+def _address_key(ip: str | None, nets: tuple[IPNetwork, ...]) -> tuple[object, ...]:
+    """All a `net` endpoint shows evaluation: its IP version and which of `nets` hold it."""
+    try:
+        address = ipaddress.ip_address(ip.strip()) if ip else None
+    except ValueError:
+        address = None
+    if address is None:
+        return (None,)
+    return (address.version, *(address in net for net in nets))
+
+
 def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """The distinct endpoints of one side with a dense id of their signature."""
+    """The distinct endpoints of one side with a dense id of their signature. A `net` peer is
+    seen only through its address (evaluate.py, `_resolve`), so addresses in the same CIDRs of
+    the policy set share one signature, computed once: a crowd of public clients is cheap."""
     columns = [f"{prefix}_{c}" for c in _SIDE_COLUMNS]
     distinct = frame.select(columns).unique()
+    nets = _policy_nets(evaluator)
     ids: dict[tuple[object, ...], int] = {}
+    by_address: dict[tuple[object, ...], tuple[object, ...]] = {}
     out = []
     for row in distinct.iter_rows():
-        sig = evaluator.signature(_endpoint(row))
+        endpoint = _endpoint(row)
+        if endpoint.type == "net":
+            key = _address_key(endpoint.ip, nets)
+            sig = by_address.get(key)
+            if sig is None:
+                sig = by_address[key] = evaluator.signature(endpoint)
+        else:
+            sig = evaluator.signature(endpoint)
         out.append(ids.setdefault(sig, len(ids)))
     return distinct.with_columns(pl.Series(f"__{prefix}_sig", out, dtype=pl.UInt32))
 
