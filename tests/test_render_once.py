@@ -26,7 +26,7 @@ from regenerate_golden import FLAVORS, run_flavor
 
 from flowfence.calico import schema_tree
 from flowfence.cli.app import main
-from flowfence.render import kubernetes, manifests
+from flowfence.render import kubernetes, manifests, yaml_text
 from flowfence.review import apply_decisions
 
 # sha256 of the sorted (namespace, digest) pairs in the state after each run, as stored before
@@ -92,7 +92,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     wrap(manifests, "calico_policy", built("calico_policy"))
     wrap(kubernetes, "network_policy", built("network_policy"))
     wrap(apply_decisions, "kustomization", built("kustomization"))
-    wrap(yaml, "dump", lambda args, _out: seen.dumped.append(args[0]))
+    wrap(yaml_text, "dump", lambda args, _out: seen.dumped.append(args[0]))
     for loader in LOADERS:
 
         def parsed(args: tuple[Any, ...], _out: Any) -> None:

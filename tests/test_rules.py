@@ -14,7 +14,6 @@ from flowfence.calico import cidr
 from flowfence.config.settings import Settings
 from flowfence.flows.edges import EDGE_SCHEMA
 from flowfence.learn import fold, rules
-from flowfence.render.manifests import namespace_selector
 from flowfence.learn.model import (
     ANY_PORT,
     ENTERPRISE_SELECTOR,
@@ -25,6 +24,7 @@ from flowfence.learn.model import (
     Recommendation,
     Rule,
 )
+from flowfence.render.manifests import namespace_selector
 
 SCHEMA = {**EDGE_SCHEMA, "direction": pl.String(), "namespace": pl.String()}
 T0 = datetime(2026, 10, 1, 8, 0, 0)

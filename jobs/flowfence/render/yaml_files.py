@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from flowfence import __version__
-from flowfence.render.yaml_text import dump
+from flowfence.render import yaml_text
 from flowfence.state import tables
 
 Cached = Callable[[str], bytes | None]
@@ -47,7 +47,7 @@ def render(
             data = cached(rel)
             if data is not None and _sha(data) != known[rel][1]:
                 data = None  # edited or torn: write it again
-        files[rel] = data if data is not None else dump(doc)
+        files[rel] = data if data is not None else yaml_text.dump(doc)
         rows.append((rel, key, _sha(files[rel])))
     return files, pl.DataFrame(rows, schema=tables.MANIFESTS_SCHEMA, orient="row")
 

@@ -74,8 +74,8 @@ class Unsupported(Exception):
 
 
 _STR = "tag:yaml.org,2002:str"
-_RESOLVER = Resolver()  # type: ignore[no-untyped-call]
-_ANALYSER = Emitter(io.StringIO())  # type: ignore[no-untyped-call]
+_RESOLVER = Resolver()
+_ANALYSER = Emitter(io.StringIO())
 _SIMPLE_KEY = 128  # PyYAML writes longer keys in the explicit `? key` form
 
 
@@ -91,7 +91,7 @@ def _scalar(value: object, key: bool = False) -> str:
         return str(value)
     if type(value) is not str:
         raise Unsupported
-    analysis = _ANALYSER.analyze_scalar(value)  # type: ignore[no-untyped-call]
+    analysis = _ANALYSER.analyze_scalar(value)
     if analysis.multiline or (key and (analysis.empty or len(value) >= _SIMPLE_KEY)):
         raise Unsupported
     resolved = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
