@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
         "recomputation of the incremental step: does DuckDB spill to --temp-dir and stay "
         "within it? ('' to skip)",
     )
-    p.add_argument("--topology", default="synthetic", choices=("synthetic", "demo"))
+    p.add_argument("--topology", default="synthetic", choices=("synthetic", "demo", "large"))
     p.add_argument("--namespaces", type=int, default=50)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(

@@ -6,7 +6,7 @@
 -- Takes: $since, $until (TIMESTAMP, UTC, either may be NULL for an open end): rows with
 --   end_time >= $since and start_time < $until; $end_before (TIMESTAMP or NULL): only rows
 --   with end_time < $end_before (a backfill reads the rows a previous read left out). Reads the
---   view `flows` bound by sources.py (`bind_files`), pre-aggregated per raw key and UTC hour
+--   view `flows` bound by sources.py (`bind_files`), pre-aggregated per raw key and UTC day
 --   with this window already applied to the raw rows: the filter here only repeats it, and
 --   `rows` counts the raw rows behind each view row.
 -- Returns: one row per distinct edge, the EDGE_SCHEMA columns (jobs/edges.py) and `day_list`

@@ -475,3 +475,33 @@ def test_naive_start_is_utc(tmp_path: Path) -> None:
     )
     assert a.files == b.files == (Path("date=2026-11-01/hour=05/flows-000-0.parquet"),)
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
+# --- the large topology (benchmarks) -----------------------------------------------------------
+
+
+def test_large_topology_has_the_shape_of_a_big_cluster() -> None:
+    """What bench/ relies on: 120,000+ distinct public clients to a few frontends, thousands of
+    public servers (a third by domain), private hosts, network sets, and every workload calling
+    a long tail of peers on several ports; all of it expressible as raw rows (traces)."""
+    from flowfence.fixtures.large import large
+    from flowfence.fixtures.rows import Templates
+
+    flows = large(40, seed=3)
+    clients = {f.src.ip for f in flows if f.src.type == "net"}
+    frontends = {(f.dst.namespace, f.dst.name) for f in flows if f.src.type == "net"}
+    servers = [f for f in flows if f.dst.type == "net" and f.dst.name == "pub"]
+    assert len(clients) >= 120_000 and len(frontends) <= 6
+    assert len({f.dst.ip for f in servers}) >= 4_000
+    assert {bool(f.domains) for f in servers} == {True, False}
+    assert any(f.dst.name == "pvt" for f in flows) and any(f.dst.type == "ns" for f in flows)
+    ports = {f.port for f in flows if f.src.type == f.dst.type == "wep"}
+    assert len(ports) >= 6
+    peers: dict[str, set[str]] = {}
+    for f in flows:
+        if f.src.type == f.dst.type == "wep" and f.src.namespace and f.dst.namespace:
+            peers.setdefault(f.src.namespace, set()).add(f.dst.namespace)
+    assert max(len(p) for p in peers.values()) >= 30  # near all 40 namespaces: a long tail
+    assert large(40, seed=3) == flows  # deterministic
+    templates = Templates.build(flows)  # every flow has a trace Felix could log
+    assert len(templates.dest_port) >= len(flows)

@@ -27,7 +27,7 @@ from test_state_support import (
 )
 
 from flowfence.fixtures.generate import generate
-from flowfence.render import yaml_files
+from flowfence.render import yaml_text
 
 RunCli = Callable[[Sequence[str]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]
@@ -268,13 +268,13 @@ def test_unchanged_manifests_are_not_rendered_again(
     tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dumped: list[str] = []
-    real = yaml_files.dump
+    real = yaml_text.dump
 
     def counting(doc: dict[str, Any]) -> bytes:
         dumped.append(doc["kind"])
         return real(doc)
 
-    monkeypatch.setattr(yaml_files, "dump", counting)
+    monkeypatch.setattr(yaml_text, "dump", counting)
     flows = tmp_path / "flows"
     steady(flows, T0, 6, LINKS)
     out = tmp_path / "out"

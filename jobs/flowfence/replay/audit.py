@@ -19,7 +19,8 @@ from datetime import datetime
 
 import polars as pl
 
-from flowfence.calico.evaluate import PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
+from flowfence.calico import edge_classes
+from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
 from flowfence.calico.policies import Direction, PolicySet
 from flowfence.core.errors import ConfigError
 
@@ -99,8 +100,8 @@ class _Counter:
     edges: int = 0
     counts: dict[str, list[int]] = field(default_factory=_zero)
 
-    def add(self, action: str, flows: int, nbytes: int) -> None:
-        self.edges += 1
+    def add(self, action: str, flows: int, nbytes: int, edges: int = 1) -> None:
+        self.edges += edges
         self.counts[action][0] += flows
         self.counts[action][1] += nbytes
 
@@ -126,26 +127,45 @@ def compute(
         for p in t.policies:
             if tier is None or t.name == tier:
                 tallies[(t.name, p.hit_name, False)] = _Counter()
-    denied: list[DeniedEdge] = []
-    allowed_edges = evaluated = flows_total = bytes_total = 0
-    for row in edges.filter(pl.col("action") == "allow").iter_rows(named=True):
-        allowed_edges += 1
-        direction = _DIRECTION.get(row["reporter"])
-        edge = Edge.from_row(row)
-        if direction is None or not evaluator.applies(edge, direction):
-            continue
-        evaluated += 1
-        flows, nbytes = int(row["flows"]), int(row["bytes"])
-        flows_total += flows
-        bytes_total += nbytes
-        verdict = evaluator.evaluate(edge, direction)
-        for hit in verdict.hits:
+    allowed = edges.filter(pl.col("action") == "allow")
+    local_type = (
+        pl.when(pl.col("reporter") == "src")
+        .then(pl.col("source_type"))
+        .otherwise(pl.col("dest_type"))
+    )
+    applies = allowed.with_columns(
+        pl.col("reporter").replace_strict(_DIRECTION, default=None).alias("direction")
+    ).filter(pl.col("direction").is_not_null() & local_type.is_in(sorted(LOCAL_TYPES)))
+    # One evaluation per class of edges the policies cannot tell apart (edge_classes.py).
+    ids, reps = edge_classes.classify(evaluator, applies, by_namespace=True)
+    verdicts = [evaluator.evaluate(edge, direction) for edge, direction in reps]
+    per_class = (
+        applies.select("flows", "bytes")
+        .with_columns(ids.alias("__class"))
+        .group_by("__class")
+        .agg(pl.len().alias("edges"), pl.col("flows").sum(), pl.col("bytes").sum())
+        .sort("__class")
+    )
+    for cls, n, flows, nbytes in per_class.iter_rows():
+        for hit in verdicts[cls].hits:
             if tier is None or hit.tier == tier:
                 key = (hit.tier, hit.policy, hit.end_of_tier)
-                tallies.setdefault(key, _Counter()).add(hit.action, flows, nbytes)
-        deciding = verdict.deciding
-        if verdict.action == "deny" and deciding and (tier is None or deciding.tier == tier):
-            denied.append(_denied(row, edge, direction, deciding, verdict.trace))
+                tallies.setdefault(key, _Counter()).add(hit.action, int(flows), int(nbytes), n)
+    deny = [
+        i
+        for i, v in enumerate(verdicts)
+        if v.action == "deny" and v.deciding and (tier is None or v.deciding.tier == tier)
+    ]
+    marked = applies.with_columns(ids.alias("__class")).filter(pl.col("__class").is_in(deny))
+    denied = []
+    for row in marked.iter_rows(named=True):
+        verdict = verdicts[row["__class"]]
+        if verdict.deciding is not None:
+            edge = Edge.from_row(row)
+            denied.append(_denied(row, edge, row["direction"], verdict.deciding, verdict.trace))
+    allowed_edges, evaluated = allowed.height, applies.height
+    flows_total = int(applies.get_column("flows").sum()) if evaluated else 0
+    bytes_total = int(applies.get_column("bytes").sum()) if evaluated else 0
     denied.sort(key=_worst_first)
     order = {t.name: i for i, t in enumerate(policies.tiers)}
     rows = sorted(
