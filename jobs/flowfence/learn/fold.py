@@ -26,7 +26,7 @@ lossless fold, stays over the limit and is flagged `over-max-rules:<direction>`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 from flowfence.calico import cidr
 from flowfence.learn.model import (
@@ -83,26 +83,32 @@ def _describe(rule: Rule) -> str:
 
 # Calico Enterprise's CRD limit on a rule's namespaceSelector (open source has none).
 MAX_SELECTOR = 1024
-_SELECTOR_HEAD = len("projectcalico.org/name in {}")
+# `projectcalico.org/name in {...}` costs 27 characters plus len(name) + 4 per name (quotes and
+# ", ", one separator fewer than names): names whose costs sum to at most ONE_SELECTOR fit one.
+ONE_SELECTOR = MAX_SELECTOR - len("projectcalico.org/name in {}") + 2
+# Longer lists are cut where the running cost crosses a multiple of CHUNK_BUDGET: a chunk then
+# costs at most CHUNK_BUDGET plus one name (a DNS label, at most 63 + 4), within ONE_SELECTOR.
+# A running sum, not a greedy loop, so that rule_groups.py cuts crowded folds the same way in
+# Polars as this module does in Python.
+CHUNK_BUDGET = ONE_SELECTOR - (63 + 4)
+
+
+def name_cost(name: str) -> int:
+    return len(name) + 4
 
 
 def selector_chunks(names: Sequence[str]) -> list[tuple[str, ...]]:
     """`names` (sorted) in consecutive runs whose `projectcalico.org/name in {...}` selector
     (render/manifests.namespace_selector) stays within MAX_SELECTOR characters."""
-    chunks: list[tuple[str, ...]] = []
-    current: list[str] = []
-    size = _SELECTOR_HEAD
-    for name in names:
-        cost = len(name) + 2 + (2 if current else 0)  # quotes, and ", " between names
-        if current and size + cost > MAX_SELECTOR:
-            chunks.append(tuple(current))
-            current, size = [], _SELECTOR_HEAD
-            cost = len(name) + 2
-        current.append(name)
-        size += cost
-    if current:
-        chunks.append(tuple(current))
-    return chunks
+    costs = [name_cost(n) for n in names]
+    if sum(costs) <= ONE_SELECTOR:
+        return [tuple(names)] if names else []
+    chunks: dict[int, list[str]] = defaultdict(list)
+    running = 0
+    for name, cost in zip(names, costs, strict=True):
+        running += cost
+        chunks[(running - 1) // CHUNK_BUDGET].append(name)
+    return [tuple(chunk) for _, chunk in sorted(chunks.items())]
 
 
 def _regroup(
@@ -127,10 +133,35 @@ def _regroup(
             continue
         merged = merge(members)
         out.extend(merged)
-        into = "one" if len(merged) == 1 else f"{len(merged)} (one selector is too long)"
-        what = f"{len(members)} {label} into {into} ({_describe(merged[0])})"
-        notes.append(f"{members[0].direction}: folded {what}")
+        notes.append(_fold_note(len(members), label, merged))
     return out, sorted(notes)
+
+
+def _fold_note(count: int, label: str, merged: Sequence[Rule]) -> str:
+    into = "one" if len(merged) == 1 else f"{len(merged)} (one selector is too long)"
+    return f"{merged[0].direction}: folded {count} {label} into {into} ({_describe(merged[0])})"
+
+
+_SAME_PORTS = "with the same ports"
+_NAMESPACE_FOLD = "Namespace rules with identical ports"
+
+
+def prefolded(
+    template: Rule, chunks: Sequence[tuple[tuple[str, ...], Evidence]], members: int
+) -> tuple[list[Rule], str | None]:
+    """Step 1's rules and note for a fold rule_groups.crowded_namespace_folds computed:
+    `template` is one member's rule (members differ only in peer and evidence), `chunks` the
+    selector-sized runs of peers with their evidence. The same rules and note `_namespaces`
+    gives for the members' rules."""
+    if members == 1:
+        return [template], None
+    total = sum(len(names) for names, _ in chunks)
+    rules = []
+    for names, evidence in chunks:
+        part = f"{len(names)} of {total}" if len(chunks) > 1 else f"{total}"
+        note = f"{part} peer namespaces {_SAME_PORTS}"
+        rules.append(_merge([template], note, namespaces=names, evidence=evidence))
+    return rules, _fold_note(members, _NAMESPACE_FOLD, rules)
 
 
 def _merge_namespaces(members: list[Rule], why: str) -> list[Rule]:
@@ -155,9 +186,9 @@ def _namespaces(rules: Sequence[Rule], _: RuleSettings) -> tuple[list[Rule], lis
         return (r.action, r.protocol, r.ports) if r.scope == "Namespace" else None
 
     def merge(members: list[Rule]) -> list[Rule]:
-        return _merge_namespaces(members, "with the same ports")
+        return _merge_namespaces(members, _SAME_PORTS)
 
-    return _regroup(rules, key, merge, "Namespace rules with identical ports")
+    return _regroup(rules, key, merge, _NAMESPACE_FOLD)
 
 
 def _domains(rules: Sequence[Rule], _: RuleSettings) -> tuple[list[Rule], list[str]]:
@@ -218,16 +249,20 @@ STEPS: tuple[Step, ...] = (_namespaces, _domains, _ports_step, _addresses)
 
 
 def fit_direction(
-    rules: Sequence[Rule], direction: Direction, settings: RuleSettings
+    rules: Sequence[Rule],
+    direction: Direction,
+    settings: RuleSettings,
+    step1: Sequence[str] | None = None,
 ) -> tuple[tuple[Rule, ...], list[str], bool]:
-    """(rules, notes, fits) for one direction.
+    """(rules, notes, fits) for one direction. `step1`: the notes of the namespace fold when
+    `rules` are already its result (rule_groups folded a crowded direction), else None.
 
     When even the last step does not fit, the widening steps bought nothing: the direction
     keeps only the lossless namespace fold and is reported as over the limit.
     """
     current = sort_rules(rules)
-    notes: list[str] = []
-    for step in STEPS:
+    notes: list[str] = sorted(step1) if step1 is not None else []
+    for step in STEPS if step1 is None else STEPS[1:]:
         if len(current) <= settings.max_rules:
             return current, notes, True
         folded, step_notes = step(current, settings)
@@ -235,18 +270,31 @@ def fit_direction(
         notes.extend(step_notes)
     if len(current) <= settings.max_rules:
         return current, notes, True
-    folded, notes = _namespaces(sort_rules(rules), settings)
+    if step1 is None:
+        kept, notes = _namespaces(sort_rules(rules), settings)
+    else:
+        kept, notes = list(rules), sorted(step1)
     notes.append(
-        f"{direction}: {len(folded)} rules exceed maxRules {settings.max_rules} even after"
+        f"{direction}: {len(kept)} rules exceed maxRules {settings.max_rules} even after"
         " folding; kept them unwidened rather than drop observed traffic"
     )
-    return sort_rules(folded), notes, False
+    return sort_rules(kept), notes, False
 
 
-def fit(rec: Recommendation, settings: RuleSettings) -> Recommendation:
-    """The recommendation with each direction folded to at most `max_rules`, if possible."""
-    egress, egress_notes, egress_fits = fit_direction(rec.egress, "egress", settings)
-    ingress, ingress_notes, ingress_fits = fit_direction(rec.ingress, "ingress", settings)
+def fit(
+    rec: Recommendation,
+    settings: RuleSettings,
+    step1: Mapping[Direction, Sequence[str]] | None = None,
+) -> Recommendation:
+    """The recommendation with each direction folded to at most `max_rules`, if possible.
+    `step1`: per direction whose namespace fold rule_groups already did, its notes."""
+    done = step1 or {}
+    egress, egress_notes, egress_fits = fit_direction(
+        rec.egress, "egress", settings, done.get("egress")
+    )
+    ingress, ingress_notes, ingress_fits = fit_direction(
+        rec.ingress, "ingress", settings, done.get("ingress")
+    )
     # The recommendation's flags summarise its rules' (public-fallback, ...) for the report.
     flags: Iterable[str] = (
         *rec.flags,

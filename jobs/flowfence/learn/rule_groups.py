@@ -173,3 +173,56 @@ def groups(remote: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
         )
     )
     return groups.join(evidence, on="group_id").sort("group_id")
+
+
+def crowded_namespace_folds(
+    groups: pl.DataFrame, max_rules: int, one_selector: int, chunk_budget: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """maxRules' first, lossless fold done here for (namespace, direction)s with more Namespace
+    groups than `max_rules`, where fold.py would certainly apply it: the direction then has
+    more rules than the limit. Per (namespace, direction, action, protocol, effective ports)
+    one row per selector-sized run of peers (cut as fold.selector_chunks cuts: a running
+    sum of len(name) + 4 against `chunk_budget` once the whole list exceeds `one_selector`),
+    with the runs' evidence and the fold's member count. A crowded namespace then costs
+    Python a few rows, not one object per peer. Returns (folds, the other groups)."""
+    ns = groups.filter(pl.col("scope") == "Namespace")
+    place = ["namespace", "direction"]
+    crowded = ns.group_by(place).len().filter(pl.col("len") > max_rules).select(place)
+    mine = ns.join(crowded, on=place, how="semi")
+    rest = groups.join(mine.select("group_id"), on="group_id", how="anti")
+    # A group seen without a port allows any port: its ports do not count in the fold's key.
+    no_ports = pl.lit([], dtype=pl.List(pl.Int64))
+    key = [*place, "action", "protocol", "no_port", "eff_ports"]
+    cost = pl.col("peer").str.len_chars().cast(pl.Int64) + 4
+    mine = (
+        mine.with_columns(
+            pl.when(pl.col("no_port")).then(no_ports).otherwise(pl.col("ports")).alias("eff_ports")
+        )
+        .sort([*key, "peer"])
+        .with_columns(
+            cost.cum_sum().over(key).alias("__running"),
+            cost.sum().over(key).alias("__total"),
+            pl.len().over(key).alias("members"),
+        )
+        .with_columns(
+            pl.when(pl.col("__total") <= one_selector)
+            .then(0)
+            .otherwise((pl.col("__running") - 1) // chunk_budget)
+            .alias("chunk")
+        )
+    )
+    folds = (
+        mine.group_by([*key, "chunk"])
+        .agg(
+            pl.col("peer").sort().alias("peers"),
+            pl.col("members").first(),
+            pl.col("first_seen").min(),
+            pl.col("last_seen").max(),
+            pl.col("flows").sum().cast(pl.Int64),
+            pl.col("bytes").sum().cast(pl.Int64),
+            pl.col("days").max(),
+            pl.col("edges").sum().cast(pl.Int64),
+        )
+        .sort([*key, "chunk"], nulls_last=True)
+    )
+    return folds, rest

@@ -217,7 +217,14 @@ def build(
     remote = rule_groups.remote(edges, settings)
     unsupported = set(remote.filter(pl.col("scope").is_null())["namespace"].to_list())
     rows = rule_groups.groups(remote.filter(pl.col("scope").is_not_null()), edges)
+    folds, rows = rule_groups.crowded_namespace_folds(
+        rows, settings.max_rules, fold.ONE_SELECTOR, fold.CHUNK_BUDGET
+    )
     by_ns: dict[str, list[Rule]] = defaultdict(list)
+    step1: dict[str, dict[Direction, list[str]]] = defaultdict(dict)
+    for (ns, direction), rules, notes in _prefolded(folds):
+        by_ns[ns].extend(rules)
+        step1[ns][direction] = notes
     public: dict[tuple[str, str, str, str, int], list[_Group]] = defaultdict(list)
     for row in rows.iter_rows(named=True):
         group = _Group.of(row)
@@ -239,5 +246,48 @@ def build(
             ingress=sort_rules(r for r in rules if r.direction == "ingress"),
             flags=(UNSUPPORTED_PEERS,) if ns in unsupported else (),
         )
-        out[ns] = fold.fit(rec, settings)
+        out[ns] = fold.fit(rec, settings, step1.get(ns))
     return out
+
+
+def _prefolded(
+    folds: pl.DataFrame,
+) -> Iterable[tuple[tuple[str, Direction], list[Rule], list[str]]]:
+    """Per crowded (namespace, direction): the namespace fold's rules and notes, built from
+    rule_groups' per-fold rows (fold.prefolded), a handful of rules rather than one per peer."""
+    key = ["namespace", "direction", "action", "protocol", "no_port", "eff_ports"]
+    place: tuple[str, Direction] | None = None
+    rules: list[Rule] = []
+    notes: list[str] = []
+    for part in folds.partition_by(key, maintain_order=True):
+        head = part.row(0, named=True)
+        here = (head["namespace"], head["direction"])
+        if here != place:
+            if place is not None:
+                yield place, rules, notes
+            place, rules, notes = here, [], []
+        chunks = [
+            (
+                tuple(dns_label(p, "peer namespace") for p in row["peers"]),
+                Evidence(
+                    first_seen=row["first_seen"],
+                    last_seen=row["last_seen"],
+                    flows=row["flows"],
+                    bytes=row["bytes"],
+                    days=row["days"],
+                    edges=row["edges"],
+                ),
+            )
+            for row in part.iter_rows(named=True)
+        ]
+        member = _Group.of(
+            {**head, "scope": "Namespace", "peer": chunks[0][0][0], "family": None,
+             "ports": head["eff_ports"], "items": [], "missing": False, "labels": [],
+             "domains": []}
+        )  # fmt: skip
+        made, note = fold.prefolded(_peer_rule(member), chunks, head["members"])
+        rules.extend(made)
+        if note is not None:
+            notes.append(note)
+    if place is not None:
+        yield place, rules, notes
