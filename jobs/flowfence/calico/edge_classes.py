@@ -67,27 +67,54 @@ def _address_key(ip: str | None, nets: tuple[IPNetwork, ...]) -> tuple[object, .
     return (address.version, *(address in net for net in nets))
 
 
+# A dotted quad as ipaddress accepts it (no leading zeros, no spaces); others take its path.
+_DOTTED = r"^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$"
+
+
+def _v4_keys(ip: pl.Expr, nets: tuple[IPNetwork, ...]) -> pl.Expr:
+    """In Polars, `_address_key` of a plain IPv4 address as text (its version and, per net of
+    `nets`, whether it holds the address); null for anything else, which Python keys."""
+    octets = [ip.str.extract(_DOTTED, i).cast(pl.Int64) for i in range(1, 5)]
+    value = (octets[0] * 2**24) + (octets[1] * 2**16) + (octets[2] * 2**8) + octets[3]
+    valid = ip.str.contains(_DOTTED) & pl.all_horizontal(o <= 255 for o in octets)
+    bits = [
+        (
+            ((value // 2 ** (32 - n.prefixlen)) == (int(n.network_address) >> (32 - n.prefixlen)))
+            if n.version == 4
+            else pl.lit(False)
+        ).cast(pl.String)
+        for n in nets
+    ]
+    return pl.when(valid).then(pl.concat_str([pl.lit("4"), *bits], separator=","))
+
+
 def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
     """The distinct endpoints of one side with a dense id of their signature. A `net` peer is
     seen only through its address (evaluate.py, `_resolve`), so addresses in the same CIDRs of
-    the policy set share one signature, computed once: a crowd of public clients is cheap."""
+    the policy set share one signature, computed once: a crowd of public clients is cheap (and
+    for IPv4 the CIDR membership is computed in Polars, not per address in Python)."""
     columns = [f"{prefix}_{c}" for c in _SIDE_COLUMNS]
-    distinct = frame.select(columns).unique()
     nets = _policy_nets(evaluator)
+    is_net = pl.col(f"{prefix}_type") == "net"
+    distinct = (
+        frame.select(columns)
+        .unique()
+        .with_columns(pl.when(is_net).then(_v4_keys(pl.col(f"{prefix}_ip"), nets)).alias("__v4"))
+    )
     ids: dict[tuple[object, ...], int] = {}
-    by_address: dict[tuple[object, ...], tuple[object, ...]] = {}
+    by_address: dict[object, tuple[object, ...]] = {}
     out = []
     for row in distinct.iter_rows():
-        endpoint = _endpoint(row)
+        endpoint = _endpoint(row[:-1])
         if endpoint.type == "net":
-            key = _address_key(endpoint.ip, nets)
+            key = row[-1] if row[-1] is not None else _address_key(endpoint.ip, nets)
             sig = by_address.get(key)
             if sig is None:
                 sig = by_address[key] = evaluator.signature(endpoint)
         else:
             sig = evaluator.signature(endpoint)
         out.append(ids.setdefault(sig, len(ids)))
-    return distinct.with_columns(pl.Series(f"__{prefix}_sig", out, dtype=pl.UInt32))
+    return distinct.drop("__v4").with_columns(pl.Series(f"__{prefix}_sig", out, dtype=pl.UInt32))
 
 
 def classify(

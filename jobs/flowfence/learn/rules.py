@@ -255,39 +255,51 @@ def _prefolded(
 ) -> Iterable[tuple[tuple[str, Direction], list[Rule], list[str]]]:
     """Per crowded (namespace, direction): the namespace fold's rules and notes, built from
     rule_groups' per-fold rows (fold.prefolded), a handful of rules rather than one per peer."""
-    key = ["namespace", "direction", "action", "protocol", "no_port", "eff_ports"]
     place: tuple[str, Direction] | None = None
     rules: list[Rule] = []
     notes: list[str] = []
-    for part in folds.partition_by(key, maintain_order=True):
-        head = part.row(0, named=True)
-        here = (head["namespace"], head["direction"])
-        if here != place:
-            if place is not None:
-                yield place, rules, notes
-            place, rules, notes = here, [], []
+    # `folds` is sorted by fold key then chunk: consecutive rows of one key are one fold.
+    key: tuple[object, ...] | None = None
+    part: list[dict[str, Any]] = []
+
+    def flush() -> tuple[list[Rule], str | None]:
+        head = part[0]
         chunks = [
             (
                 tuple(dns_label(p, "peer namespace") for p in row["peers"]),
-                Evidence(
-                    first_seen=row["first_seen"],
-                    last_seen=row["last_seen"],
-                    flows=row["flows"],
-                    bytes=row["bytes"],
-                    days=row["days"],
-                    edges=row["edges"],
-                ),
+                Evidence(row["first_seen"], row["last_seen"], row["flows"], row["bytes"],
+                         row["days"], row["edges"]),
             )
-            for row in part.iter_rows(named=True)
-        ]
+            for row in part
+        ]  # fmt: skip
         member = _Group.of(
             {**head, "scope": "Namespace", "peer": chunks[0][0][0], "family": None,
              "ports": head["eff_ports"], "items": [], "missing": False, "labels": [],
              "domains": []}
         )  # fmt: skip
-        made, note = fold.prefolded(_peer_rule(member), chunks, head["members"])
+        return fold.prefolded(_peer_rule(member), chunks, head["members"])
+
+    for row in folds.iter_rows(named=True):
+        row_key = tuple(
+            tuple(v) if isinstance(v, list) else v
+            for v in (row["namespace"], row["direction"], row["action"], row["protocol"],
+                      row["no_port"], row["eff_ports"])
+        )  # fmt: skip
+        if row_key != key and part:
+            made, note = flush()
+            rules.extend(made)
+            notes.extend([note] if note is not None else [])
+            part = []
+        here = (row["namespace"], row["direction"])
+        if here != place:
+            if place is not None:
+                yield place, rules, notes
+            place, rules, notes = here, [], []
+        key = row_key
+        part.append(row)
+    if part:
+        made, note = flush()
         rules.extend(made)
-        if note is not None:
-            notes.append(note)
+        notes.extend([note] if note is not None else [])
     if place is not None:
         yield place, rules, notes
