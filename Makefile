@@ -21,7 +21,7 @@ EXTRAS       := s3,spark,notebooks
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck unit bench lock clean venv venv-runtime
+.PHONY: run test lint typecheck unit bench bench-large lock clean venv venv-runtime
 
 venv-runtime: $(RUNTIME_STAMP)
 venv: $(DEV_STAMP)
@@ -60,6 +60,12 @@ test: lint typecheck unit
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
+
+# The large-cluster topology (500k+ distinct edges at 20M rows): bench/RESULTS-large.md.
+bench-large: $(DEV_STAMP)
+	$(BIN)/python -m bench.run --topology large --namespaces 300 --seed 1 --rows 20M \
+		--repeat 1 --no-incremental --no-ingest --tight-memory-limit '' \
+		--results bench/RESULTS-large.md
 
 # Regenerate both locks after changing dependencies in pyproject.toml, each in a clean
 # environment. They pin this platform's wheels (Linux x86_64, CPython 3.11, as in the image).

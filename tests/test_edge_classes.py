@@ -4,9 +4,11 @@ gives it alone."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,3 +184,43 @@ def test_a_crowd_of_addresses_is_one_class() -> None:
     assert ids[:500].n_unique() == 1 and ids[500] != ids[0]
     verdicts = [evaluator.evaluate(e, d) for e, d in reps]
     assert {v.action for v in verdicts} == {"allow", "deny"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(manifests(), st.lists(edges(), min_size=1, max_size=40))
+def test_endpoints_as_their_own_class_when_signatures_cost_too_much(
+    docs: list[dict[str, Any]], sample: list[tuple[Edge, Direction]]
+) -> None:
+    """Past SIGNATURE_BUDGET an endpoint is its own class: verdicts stay the evaluator's."""
+    evaluator = Evaluator(policy_set(docs))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(edge_classes, "SIGNATURE_BUDGET", 0)
+        ids, reps = edge_classes.classify(evaluator, frame(sample), by_namespace=True)
+    for i, (edge, direction) in enumerate(sample):
+        rep_edge, rep_direction = reps[ids[i]]
+        assert rep_direction == direction
+        assert evaluator.evaluate(rep_edge, direction) == evaluator.evaluate(edge, direction)
+
+
+def test_address_classes_follow_the_cidrs_in_polars_and_python() -> None:
+    """An IPv4 address keyed in Polars and the same address keyed in Python fall in the same
+    interval; addresses the CIDRs do not separate share it, those they do do not."""
+    nets = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "10.1.0.0/16", "0.0.0.0/0"))
+    bounds = edge_classes._Bounds.of(nets)
+    ips = ["10.1.2.3", "10.1.9.9", "10.2.0.1", "11.0.0.1", "9.255.255.255", "0.0.0.0",
+           "255.255.255.255", "010.1.2.3", " 10.1.2.3", "10.1.2", "2001:db8::1", "x"]  # fmt: skip
+    got = pl.DataFrame({"ip": ips}).select(edge_classes._v4_keys(pl.col("ip"), bounds))
+    polars_keys = got.to_series().to_list()
+    python_keys = [bounds.key(ip) for ip in ips]
+    for ip, fast, slow in zip(ips, polars_keys, python_keys, strict=True):
+        assert fast is None or fast == slow, ip
+    assert polars_keys[7:] == [None] * 5  # leading zero, space, short, v6, junk: Python's path
+    assert python_keys[0] == python_keys[1] != python_keys[2]
+    # Intervals may be finer than the CIDRs' membership (exact either way), never coarser.
+    for i, a in enumerate(ips[:7]):
+        for b in ips[i + 1 : 7]:
+            same = [ipaddress.ip_address(a) in n for n in nets] == [
+                ipaddress.ip_address(b) in n for n in nets
+            ]
+            assert same or bounds.key(a) != bounds.key(b), (a, b)
+    assert python_keys[8] == python_keys[0] and python_keys[7] == python_keys[9] == "none"

@@ -9,13 +9,17 @@ verdict, so the frame is grouped by those (vectorised, in Polars), one represent
 class is evaluated by the reference evaluator, and the verdicts are joined back. The only part
 of a verdict that names more than the class is the profile hit (`pro:kns.<namespace>`), so
 classes keep the local namespace when the caller asks for whole verdicts (`by_namespace`).
-Signatures are computed once per distinct endpoint: a few thousand for a large cluster.
+Signatures are computed once per distinct endpoint: a few thousand for a large cluster. A
+`net` peer's class is the interval of addresses the policy set's CIDRs cannot split (its
+signature would be a function of it), so a hundred thousand client addresses cost nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -56,64 +60,87 @@ def _policy_nets(evaluator: Evaluator) -> tuple[IPNetwork, ...]:
     return tuple(found)
 
 
-def _address_key(ip: str | None, nets: tuple[IPNetwork, ...]) -> tuple[object, ...]:
-    """All a `net` endpoint shows evaluation: its IP version and which of `nets` hold it."""
-    try:
-        address = ipaddress.ip_address(ip.strip()) if ip else None
-    except ValueError:
-        address = None
-    if address is None:
-        return (None,)
-    return (address.version, *(address in net for net in nets))
+def _entity_rules(evaluator: Evaluator) -> int:
+    """Predicate checks in one signature: a selection per policy, two per rule."""
+    return sum(
+        1 + 2 * (len(p.ingress) + len(p.egress)) for t in evaluator.tiers for p in t.policies
+    )
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """The edges of the elementary intervals the policy set's CIDRs cut each IP family into:
+    addresses in one interval lie in exactly the same CIDRs, so evaluation cannot tell them
+    apart. An address's class is its family and interval (bisect over the sorted edges)."""
+
+    v4: tuple[int, ...]
+    v6: tuple[int, ...]
+
+    @staticmethod
+    def of(nets: tuple[IPNetwork, ...]) -> _Bounds:
+        edges: dict[int, set[int]] = {4: set(), 6: set()}
+        for net in nets:
+            edges[net.version] |= {int(net.network_address), int(net.broadcast_address) + 1}
+        return _Bounds(tuple(sorted(edges[4])), tuple(sorted(edges[6])))
+
+    def key(self, ip: str | None) -> str:
+        try:
+            address = ipaddress.ip_address(ip.strip()) if ip else None
+        except ValueError:
+            address = None
+        if address is None:
+            return "none"
+        edges = self.v4 if address.version == 4 else self.v6
+        return f"{address.version}:{bisect.bisect_right(edges, int(address))}"
 
 
 # A dotted quad as ipaddress accepts it (no leading zeros, no spaces); others take its path.
 _DOTTED = r"^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$"
 
 
-def _v4_keys(ip: pl.Expr, nets: tuple[IPNetwork, ...]) -> pl.Expr:
-    """In Polars, `_address_key` of a plain IPv4 address as text (its version and, per net of
-    `nets`, whether it holds the address); null for anything else, which Python keys."""
+def _v4_keys(ip: pl.Expr, bounds: _Bounds) -> pl.Expr:
+    """`_Bounds.key` of a plain IPv4 address as text, in Polars; null for anything else."""
     octets = [ip.str.extract(_DOTTED, i).cast(pl.Int64) for i in range(1, 5)]
     value = (octets[0] * 2**24) + (octets[1] * 2**16) + (octets[2] * 2**8) + octets[3]
     valid = ip.str.contains(_DOTTED) & pl.all_horizontal(o <= 255 for o in octets)
-    bits = [
-        (
-            ((value // 2 ** (32 - n.prefixlen)) == (int(n.network_address) >> (32 - n.prefixlen)))
-            if n.version == 4
-            else pl.lit(False)
-        ).cast(pl.String)
-        for n in nets
-    ]
-    return pl.when(valid).then(pl.concat_str([pl.lit("4"), *bits], separator=","))
+    edges = pl.lit(pl.Series(bounds.v4, dtype=pl.Int64))
+    index = edges.search_sorted(value, side="right") if bounds.v4 else pl.lit(0)
+    return pl.when(valid).then(pl.format("4:{}", index))
+
+
+# Signatures cost (distinct endpoints) x (policies + entity rules) predicate checks. Past this
+# many, an endpoint is its own class (its identity is a finer key than its signature, so still
+# exact): a set of hundreds of staged policies would otherwise cost more than it saves.
+SIGNATURE_BUDGET = 3_000_000
 
 
 def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """The distinct endpoints of one side with a dense id of their signature. A `net` peer is
-    seen only through its address (evaluate.py, `_resolve`), so addresses in the same CIDRs of
-    the policy set share one signature, computed once: a crowd of public clients is cheap (and
-    for IPv4 the CIDR membership is computed in Polars, not per address in Python)."""
+    """The distinct endpoints of one side with a dense id of their class. A `net` peer is seen
+    only through its address (evaluate.py, `_resolve`), so its class is its address interval
+    (`_Bounds`): a crowd of public clients is a handful of classes, keyed in Polars. Other
+    endpoints are classed by `Evaluator.signature` when that is affordable, else by identity."""
     columns = [f"{prefix}_{c}" for c in _SIDE_COLUMNS]
-    nets = _policy_nets(evaluator)
+    bounds = _Bounds.of(_policy_nets(evaluator))
     is_net = pl.col(f"{prefix}_type") == "net"
     distinct = (
         frame.select(columns)
         .unique()
-        .with_columns(pl.when(is_net).then(_v4_keys(pl.col(f"{prefix}_ip"), nets)).alias("__v4"))
+        .with_columns(pl.when(is_net).then(_v4_keys(pl.col(f"{prefix}_ip"), bounds)).alias("__v4"))
     )
-    ids: dict[tuple[object, ...], int] = {}
-    by_address: dict[object, tuple[object, ...]] = {}
+    others = distinct.filter(~is_net.fill_null(False)).height
+    signed = others * _entity_rules(evaluator) <= SIGNATURE_BUDGET
+    ids: dict[object, int] = {}
     out = []
     for row in distinct.iter_rows():
         endpoint = _endpoint(row[:-1])
+        key: object
         if endpoint.type == "net":
-            key = row[-1] if row[-1] is not None else _address_key(endpoint.ip, nets)
-            sig = by_address.get(key)
-            if sig is None:
-                sig = by_address[key] = evaluator.signature(endpoint)
+            key = ("net", row[-1] if row[-1] is not None else bounds.key(endpoint.ip))
+        elif signed:
+            key = evaluator.signature(endpoint)
         else:
-            sig = evaluator.signature(endpoint)
-        out.append(ids.setdefault(sig, len(ids)))
+            key = endpoint
+        out.append(ids.setdefault(key, len(ids)))
     return distinct.drop("__v4").with_columns(pl.Series(f"__{prefix}_sig", out, dtype=pl.UInt32))
 
 
