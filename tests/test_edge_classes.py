@@ -153,9 +153,11 @@ def test_every_edge_gets_the_verdict_the_evaluator_gives_it_alone(
 
 
 @settings(max_examples=150, deadline=None)
-@given(manifests(), st.lists(edges(), min_size=1, max_size=40), st.sampled_from((150.0, 250.0)))
+@given(
+    manifests(), st.lists(edges(), min_size=1, max_size=40), st.sampled_from((150.0, 250.0, None))
+)
 def test_deciding_before_a_tier_matches_the_evaluator(
-    docs: list[dict[str, Any]], sample: list[tuple[Edge, Direction]], before: float
+    docs: list[dict[str, Any]], sample: list[tuple[Edge, Direction]], before: float | None
 ) -> None:
     evaluator = Evaluator(policy_set(docs))
     got = edge_classes.deciding(evaluator, frame(sample), before_order=before).to_list()
@@ -224,3 +226,15 @@ def test_address_classes_follow_the_cidrs_in_polars_and_python() -> None:
             ]
             assert same or bounds.key(a) != bounds.key(b), (a, b)
     assert python_keys[8] == python_keys[0] and python_keys[7] == python_keys[9] == "none"
+
+
+def test_the_profile_hit_names_each_edges_own_namespace() -> None:
+    """Unbounded (`before_order=None`) the profile decides and names the local namespace: two
+    edges alike but for it are two classes (found by review: they once shared one)."""
+    peer = Endpoint("net", None, "pub", "1.2.3.4")
+    sample: list[tuple[Edge, Direction]] = [
+        (Edge(peer, Endpoint("wep", ns, "x-*", None, ("app=web",)), 80, "tcp"), "ingress")
+        for ns in ("ns1", "ns2")
+    ]
+    got = edge_classes.deciding(Evaluator(policy_set(SETS)), frame(sample), before_order=None)
+    assert got.to_list() == ["__PROFILE__|pro:kns.ns1|allow", "__PROFILE__|pro:kns.ns2|allow"]

@@ -185,7 +185,8 @@ def classify(
 def deciding(evaluator: Evaluator, frame: pl.DataFrame, *, before_order: float | None) -> pl.Series:
     """Per row, `tier|policy|action` of the hit that decides it before `before_order`, or
     null: the evaluator's verdict, one evaluation per class."""
-    ids, reps = classify(evaluator, frame)
+    # Without a tier bound the profile can decide, and its hit names the local namespace.
+    ids, reps = classify(evaluator, frame, by_namespace=before_order is None)
     names: list[str | None] = []
     for edge, direction in reps:
         hit = evaluator.evaluate(edge, direction, before_order=before_order).deciding
