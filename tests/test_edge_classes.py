@@ -137,6 +137,20 @@ def frame(sample: list[tuple[Edge, Direction]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={**schema, "direction": pl.String()})
 
 
+def assert_same_verdicts(
+    reference: Evaluator,
+    sample: list[tuple[Edge, Direction]],
+    ids: pl.Series,
+    reps: list[tuple[Edge, Direction]],
+) -> None:
+    """Each edge's class representative gets the verdict `reference` gives the edge alone."""
+    assert ids.len() == len(sample)
+    for i, (edge, direction) in enumerate(sample):
+        rep_edge, rep_direction = reps[ids[i]]
+        assert rep_direction == direction
+        assert reference.evaluate(rep_edge, direction) == reference.evaluate(edge, direction)
+
+
 @settings(max_examples=150, deadline=None)
 @given(manifests(), st.lists(edges(), min_size=1, max_size=40))
 def test_every_edge_gets_the_verdict_the_evaluator_gives_it_alone(
@@ -144,12 +158,7 @@ def test_every_edge_gets_the_verdict_the_evaluator_gives_it_alone(
 ) -> None:
     evaluator = Evaluator(policy_set(docs))
     ids, reps = edge_classes.classify(evaluator, frame(sample), by_namespace=True)
-    assert ids.len() == len(sample)
-    reference = Evaluator(policy_set(docs))
-    for i, (edge, direction) in enumerate(sample):
-        rep_edge, rep_direction = reps[ids[i]]
-        assert rep_direction == direction
-        assert evaluator.evaluate(rep_edge, direction) == reference.evaluate(edge, direction)
+    assert_same_verdicts(Evaluator(policy_set(docs)), sample, ids, reps)
 
 
 @settings(max_examples=150, deadline=None)
@@ -198,10 +207,7 @@ def test_endpoints_as_their_own_class_when_signatures_cost_too_much(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(edge_classes, "SIGNATURE_BUDGET", 0)
         ids, reps = edge_classes.classify(evaluator, frame(sample), by_namespace=True)
-    for i, (edge, direction) in enumerate(sample):
-        rep_edge, rep_direction = reps[ids[i]]
-        assert rep_direction == direction
-        assert evaluator.evaluate(rep_edge, direction) == evaluator.evaluate(edge, direction)
+    assert_same_verdicts(evaluator, sample, ids, reps)
 
 
 def test_address_classes_follow_the_cidrs_in_polars_and_python() -> None:

@@ -17,13 +17,11 @@ signature would be a function of it), so a hundred thousand client addresses cos
 from __future__ import annotations
 
 import bisect
-import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from flowfence.calico.evaluate import Evaluator
+from flowfence.calico.evaluate import Evaluator, parse_ip
 from flowfence.calico.policies import Direction
 from flowfence.calico.policy_rules import IPNetwork
 from flowfence.calico.verdict import Edge, Endpoint
@@ -32,17 +30,6 @@ _SIDE_COLUMNS = ("type", "namespace", "name_aggr", "ip", "labels")
 _EDGE_COLUMNS = ("proto", "dest_port", "dest_service_namespace", "dest_service_name",
                  "dest_domains")  # fmt: skip
 CLASS = "__class"
-
-
-def _endpoint(row: Sequence[object]) -> Endpoint:
-    kind, namespace, name, ip, labels = row
-    return Endpoint(
-        type=str(kind or ""),
-        namespace=namespace if isinstance(namespace, str) else None,
-        name=name if isinstance(name, str) else None,
-        ip=ip if isinstance(ip, str) else None,
-        labels=tuple(labels) if isinstance(labels, list | tuple) else (),
-    )
 
 
 def _policy_nets(evaluator: Evaluator) -> tuple[IPNetwork, ...]:
@@ -84,10 +71,7 @@ class _Bounds:
         return _Bounds(tuple(sorted(edges[4])), tuple(sorted(edges[6])))
 
     def key(self, ip: str | None) -> str:
-        try:
-            address = ipaddress.ip_address(ip.strip()) if ip else None
-        except ValueError:
-            address = None
+        address = parse_ip(ip)
         if address is None:
             return "none"
         edges = self.v4 if address.version == 4 else self.v6
@@ -131,11 +115,11 @@ def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.Da
     signed = others * _entity_rules(evaluator) <= SIGNATURE_BUDGET
     ids: dict[object, int] = {}
     out = []
-    for row in distinct.iter_rows():
-        endpoint = _endpoint(row[:-1])
+    for row in distinct.iter_rows(named=True):
+        endpoint = Endpoint.from_row(row, prefix)
         key: object
         if endpoint.type == "net":
-            key = ("net", row[-1] if row[-1] is not None else bounds.key(endpoint.ip))
+            key = ("net", row["__v4"] if row["__v4"] is not None else bounds.key(endpoint.ip))
         elif signed:
             key = evaluator.signature(endpoint)
         else:

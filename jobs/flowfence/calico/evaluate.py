@@ -336,7 +336,7 @@ class Evaluator:
             if ns is not None:
                 labels[NAMESPACE_LABEL] = ns
             return _Side((_Entity(ns, labels),), set_nets=known.nets if known else ())
-        ip = _parse_ip(endpoint.ip)
+        ip = parse_ip(endpoint.ip)
         if ip is None:
             return _Side(())
         containing = tuple(
@@ -384,7 +384,8 @@ def _overlaps(side: _Side, nets: tuple[IPNetwork, ...]) -> bool:
     return any(s.version == n.version and s.overlaps(n) for s in side.set_nets for n in nets)
 
 
-def _parse_ip(text: str | None) -> IPAddress | None:
+def parse_ip(text: str | None) -> IPAddress | None:
+    """The address evaluation sees in a flow log's IP text (None: no usable address)."""
     if not text:
         return None
     try:

@@ -28,6 +28,17 @@ class Endpoint:
     ip: str | None = None
     labels: tuple[str, ...] = ()
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], prefix: str) -> Endpoint:
+        """One side (`source` or `dest`) of an EDGE_SCHEMA row."""
+        return cls(
+            type=str(row[f"{prefix}_type"] or ""),
+            namespace=row[f"{prefix}_namespace"],
+            name=row[f"{prefix}_name_aggr"],
+            ip=row[f"{prefix}_ip"],
+            labels=tuple(row[f"{prefix}_labels"] or ()),
+        )
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -43,18 +54,9 @@ class Edge:
     def from_row(cls, row: Mapping[str, Any]) -> Edge:
         """An Edge from one EDGE_SCHEMA row (`frame.iter_rows(named=True)`)."""
 
-        def side(prefix: str) -> Endpoint:
-            return Endpoint(
-                type=str(row[f"{prefix}_type"] or ""),
-                namespace=row[f"{prefix}_namespace"],
-                name=row[f"{prefix}_name_aggr"],
-                ip=row[f"{prefix}_ip"],
-                labels=tuple(row[f"{prefix}_labels"] or ()),
-            )
-
         return cls(
-            source=side("source"),
-            dest=side("dest"),
+            source=Endpoint.from_row(row, "source"),
+            dest=Endpoint.from_row(row, "dest"),
             dest_port=row["dest_port"],
             proto=row["proto"],
             dest_service_namespace=row["dest_service_namespace"],
