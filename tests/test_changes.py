@@ -352,7 +352,7 @@ def test_uncovered_edges_against_the_frozen_manifest() -> None:
 
     seen = [to_ns("db", 5432), to_net("pub", "1.1.1.1", 443)]
     accepted = build(seen)["shop"]
-    assert not accepted.ingress  # the frozen policy does not restrict ingress
+    assert not accepted.ingress  # no ingress rules, yet the policy isolates ingress
     out = manifests.render({"shop": accepted}, BASE)
     docs = [yaml.safe_load(out["policies/tier.yaml"]), yaml.safe_load(out["policies/shop.yaml"])]
     later = [
@@ -364,11 +364,19 @@ def test_uncovered_edges_against_the_frozen_manifest() -> None:
     ]
     found = drift.uncovered(policy_set(docs), frame(later), BASE.tier_name)
     got = sorted((r["dest_namespace"] or r["dest_ip"], r["dest_port"]) for r in found.to_dicts())
-    assert got == [("8.8.8.8", 443), ("db", 5433), ("kafka", 9092)]
+    # The new ingress is drift too: the frozen policy lists Ingress (policyTypes Both).
+    assert got == [("8.8.8.8", 443), ("db", 5433), ("kafka", 9092), ("shop", 80)]
+    open_in = replace(BASE, policy_types="WithRules")
+    out_open = manifests.render({"shop": accepted}, open_in)
+    docs_open = [yaml.safe_load(out_open[f"policies/{n}.yaml"]) for n in ("tier", "shop")]
+    found_open = drift.uncovered(policy_set(docs_open), frame(later), BASE.tier_name)
+    assert sorted(
+        (r["dest_namespace"] or r["dest_ip"], r["dest_port"]) for r in found_open.to_dicts()
+    ) == [("8.8.8.8", 443), ("db", 5433), ("kafka", 9092)]
     # The drift edges build into rules with evidence, as the report shows them.
     rules = build(found.to_dicts())["shop"].rules
     assert {rule_view(r).peer for r in rules} == {
-        "namespace db", "namespace kafka", "nets 8.8.8.8/32",
+        "namespace db", "namespace fe", "namespace kafka", "nets 8.8.8.8/32",
     }  # fmt: skip
     assert drift.uncovered(policy_set(docs), frame([]), BASE.tier_name).height == 0
 

@@ -145,9 +145,28 @@ def test_ingress_peer_is_the_source_and_ports_the_destination() -> None:
     assert public["source"] == {"nets": ["2001:db8::7/128"]}
 
 
-def test_types_follow_the_rules_present() -> None:
-    doc = yaml.safe_load(rendered(rows=[to_ns("db", 80)])["policies/shop.yaml"])
+def test_a_policy_isolates_both_directions_by_default() -> None:
+    """A namespace with only egress rules (its ingress never seen, or decided by an earlier
+    tier) is still isolated for ingress: no rules there, but the type is listed."""
+    for flavor in ("calico-enterprise", "calico"):
+        out = rendered(replace(BASE, flavor=flavor), rows=[to_ns("db", 80)])
+        doc = yaml.safe_load(out["policies/shop.yaml"])
+        assert doc["spec"]["types"] == ["Ingress", "Egress"] and "ingress" not in doc["spec"]
+    only_in = rendered(rows=[ingress(source_type="wep", source_namespace="fe", dest_port=80)])
+    doc = yaml.safe_load(only_in["policies/shop.yaml"])
+    assert doc["spec"]["types"] == ["Ingress", "Egress"] and "egress" not in doc["spec"]
+    k8s = rendered(replace(BASE, flavor="kubernetes"), rows=[to_ns("db", 80)])
+    spec = yaml.safe_load(k8s["policies/shop.yaml"])["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in spec
+
+
+def test_with_rules_types_follow_the_rules_present_as_calico() -> None:
+    calico = replace(BASE, policy_types="WithRules")
+    doc = yaml.safe_load(rendered(calico, rows=[to_ns("db", 80)])["policies/shop.yaml"])
     assert doc["spec"]["types"] == ["Egress"] and "ingress" not in doc["spec"]
+    k8s = replace(calico, flavor="kubernetes")
+    spec = yaml.safe_load(rendered(k8s, rows=[to_ns("db", 80)])["policies/shop.yaml"])["spec"]
+    assert spec["policyTypes"] == ["Egress"]
 
 
 def test_no_counts_or_last_seen_in_manifests() -> None:

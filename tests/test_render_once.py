@@ -30,19 +30,20 @@ from flowfence.render import kubernetes, manifests, yaml_text
 from flowfence.review import apply_decisions
 
 # sha256 of the sorted (namespace, digest) pairs in the state after each run, as stored before
-# the digest was taken from the run's own documents (it was taken from a second rendering).
+# the digest was taken from the run's own documents (it was taken from a second rendering);
+# updated when policies began to isolate both directions by default (policyTypes: Both).
 GOLDEN_DIGESTS = {
-    "calico-enterprise": "fd08defec7280bc990cf3a387d9fb8525505788b65fdaf349de8ad6c511947f9",
-    "calico": "8ed7cc85366d55497ecaf29e117a1e08bb7e4ec7da3da0fcea970812b6f91d9f",
-    "kubernetes": "61bc2b877b10cb46b5c785c4df60c91227a24a937785680bad5f74c8b4cad6bb",
+    "calico-enterprise": "1a3e8a288a261618a11e15f8265b2bf8fa28cbe61abc2ffa603b275fe5db8ca6",
+    "calico": "c95266f9376b9d570417d9c0815be97e6a678ec1dac82fa5488c8173baab422b",
+    "kubernetes": "88cf86dfe8a8d00f544a97c8bd0c9b00c40ce4a0354b8d60bbd4a8dce251488b",
 }
 SCENARIO_DIGESTS = {
-    "01-first-run": "ac30e8608da78d196529d36052b92b1e553649e12be2154cdd6ea9a21cf3c592",
-    "02-no-change": "ac30e8608da78d196529d36052b92b1e553649e12be2154cdd6ea9a21cf3c592",
-    "03-one-namespace-changed": "e5b3c8cbb490a51663dad302961c79ac806b652f5db7daa381b1ff44e74b76f2",
-    "04-dismissed": "e5b3c8cbb490a51663dad302961c79ac806b652f5db7daa381b1ff44e74b76f2",
-    "05-accepted-drift": "48d54e0424bf6af2362ee8b0f44c4c4938b0f749e3febc4033531b6f7009e09a",
-    "06-stale-rule": "48d54e0424bf6af2362ee8b0f44c4c4938b0f749e3febc4033531b6f7009e09a",
+    "01-first-run": "f4f0938ecf29aab87a42fe3504b160db92acb591d5446a1890dff0ae2156ae62",
+    "02-no-change": "f4f0938ecf29aab87a42fe3504b160db92acb591d5446a1890dff0ae2156ae62",
+    "03-one-namespace-changed": "61c72ed0d44b1bec93a1e9a316424330cf0895d8703d9b938ca9fae72a57f378",
+    "04-dismissed": "61c72ed0d44b1bec93a1e9a316424330cf0895d8703d9b938ca9fae72a57f378",
+    "05-accepted-drift": "4d542be4551d2d3cc2d2f4d0bc9ad55f2bdf11a5294517c02acf847e1cd9c3aa",
+    "06-stale-rule": "4d542be4551d2d3cc2d2f4d0bc9ad55f2bdf11a5294517c02acf847e1cd9c3aa",
 }
 LOADERS = ("load", "safe_load", "load_all", "safe_load_all")
 

@@ -201,3 +201,18 @@ def test_demo_domains_only_on_calico_enterprise() -> None:
         else:
             assert "domains" not in destination
             assert destination["nets"] == ["198.51.100.20/32"]
+
+
+def test_kubernetes_network_sets_named_by_their_cidrs() -> None:
+    """A Kubernetes policy cannot select a network set; with the sets in --existing-policies
+    their CIDRs stand in, never every address outside the cluster."""
+    by_ns = policies("kubernetes")
+    blocks = {
+        ns: [p["ipBlock"]["cidr"] for r in doc["spec"].get("egress", []) for p in r["to"]
+             if "ipBlock" in p]
+        for ns, doc in by_ns.items()
+    }  # fmt: skip
+    assert "192.0.2.128/25" in blocks["ads"]  # ads/ad-exchanges
+    assert not any("0.0.0.0/0" in b for b in blocks.values()), blocks
+    for doc in by_ns.values():
+        assert doc["spec"]["policyTypes"] == ["Ingress", "Egress"]

@@ -30,6 +30,12 @@ NON_PUBLIC_V4: tuple[str, ...] = (
     "169.254.0.0/16",
 )
 NON_PUBLIC_V6: tuple[str, ...] = ("::1/128", "fc00::/7", "fe80::/10")
+# The non-public ranges above that Felix still labels `pub` (its `pvt` is RFC 1918 alone): a
+# flow to 169.254.169.254 (cloud metadata) or into 100.64.0.0/10 is logged as a public peer.
+LABELLED_PUB: dict[Family, tuple[str, ...]] = {
+    4: ("100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16"),
+    6: ("::1/128", "fe80::/10"),
+}
 ANY: dict[Family, str] = {4: "0.0.0.0/0", 6: "::/0"}
 
 
@@ -121,6 +127,19 @@ def covers(nets: Iterable[str], address: str) -> bool:
         target.version == n.version and target.subnet_of(n)  # type: ignore[arg-type]
         for n in map(network, nets)
     )
+
+
+def inside(nets: Iterable[str], containers: Sequence[str]) -> tuple[str, ...]:
+    """The parts of `nets` that lie inside any of `containers`, collapsed."""
+    boxes = [network(c) for c in containers]
+    parts: list[str] = []
+    for text in nets:
+        net = network(text)
+        for box in boxes:
+            if net.version != box.version or not net.overlaps(box):
+                continue
+            parts.append(str(net if net.subnet_of(box) else box))  # type: ignore[arg-type]
+    return collapse(parts)
 
 
 def exclusions(fam: Family, cluster_cidrs: Sequence[str]) -> tuple[str, ...]:

@@ -160,6 +160,7 @@ FIELDS: dict[str, tuple[Converter, str | None]] = {
     "tier_order": (_number, "tierOrder"),
     "tier_default_action": (_choice("Deny", "Pass"), "tierDefaultAction"),
     "flavor": (_choice("calico-enterprise", "calico", "kubernetes"), "flavor"),
+    "policy_types": (_choice("Both", "WithRules"), "policyTypes"),
     "private_cidr_cap": (_int(1), "privateCidrCap"),
     "public_cidr_cap": (_int(1), "publicCidrCap"),
     "cluster_cidrs": (_cidrs, "clusterCIDRs"),

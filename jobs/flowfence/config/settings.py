@@ -25,6 +25,9 @@ Flavor = Literal["calico-enterprise", "calico", "kubernetes"]
 DefaultAction = Literal["Deny", "Pass"]
 RecStatus = Literal["Enabled", "Disabled"]
 UnknownTiers = Literal["learn", "exclude"]
+# Both: a policy isolates its namespace in both directions; WithRules: Calico's engine, which
+# lists only the directions that have rules and leaves the other one open.
+PolicyTypes = Literal["Both", "WithRules"]
 
 DEFAULT_SELECTOR = (
     "!(projectcalico.org/name starts with 'tigera-') && "
@@ -52,6 +55,7 @@ class Settings:
     tier_order: float = 10000.0
     tier_default_action: DefaultAction = "Deny"
     flavor: Flavor = "calico-enterprise"
+    policy_types: PolicyTypes = "Both"
     private_cidr_cap: int = 8
     public_cidr_cap: int = 16
     cluster_cidrs: tuple[str, ...] = ()

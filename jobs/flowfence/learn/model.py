@@ -36,6 +36,9 @@ ENTERPRISE_SELECTOR = "enterprise-only-selector"
 ANY_PORT = "any-port"
 OVER_CAP = "over-cidr-cap"
 FOLDED = "folded"
+# A public fallback whose notNets may cut traffic it was learned from: flows without addresses
+# may have gone to ranges Felix labels `pub` but the fallback excludes (cidr.LABELLED_PUB).
+MAY_CUT = "may-cut-observed"
 
 _PROTOCOL = re.compile(r"TCP|UDP|ICMP|ICMPv6|SCTP|UDPLite|[1-9][0-9]{0,2}")
 
@@ -55,6 +58,8 @@ class RuleSettings(Protocol):
     def intra_namespace_pass(self) -> bool: ...
     @property
     def flavor(self) -> Flavor: ...
+    @property
+    def policy_types(self) -> str: ...
     @property
     def private_cidr_cap(self) -> int: ...
     @property
@@ -160,9 +165,15 @@ class NetSetRef:
     name: str
     namespace: str | None
     labels: tuple[tuple[str, str], ...] = ()
+    # The set's own CIDRs (from --existing-policies): where a flavor cannot select the set
+    # (Kubernetes), its rule names these instead of every address outside the cluster.
+    cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         dns_subdomain(self.name, "network set name")
+        for net in self.cidrs:
+            if cidr(net) != net:
+                raise ValueError(f"network set CIDR not in canonical form: {net!r}")
         if self.namespace is not None:
             dns_label(self.namespace, "network set namespace")
         for key, value in self.labels:

@@ -35,6 +35,7 @@ from flowfence.learn import fold, rule_groups
 from flowfence.learn.model import (
     ANY_PORT,
     ENTERPRISE_SELECTOR,
+    MAY_CUT,
     OVER_CAP,
     PRIVATE_FALLBACK,
     PUBLIC_FALLBACK,
@@ -194,14 +195,26 @@ def _public_rules(groups: list[_Group], settings: RuleSettings) -> list[Rule]:
     ports = tuple(sorted({p for g in groups for p in g.ports}))
     merged = replace(head, no_port=no_port, ports=ports, evidence=evidence)
     note = f"{why}: any public {'IPv6' if fam == 6 else 'IPv4'} address is allowed"
-    return [
-        merged.base(
-            nets=(cidr.ANY[fam],),
-            not_nets=cidr.exclusions(fam, settings.cluster_cidrs),
-            flags=(PUBLIC_FALLBACK,),
-            note=note,
+    flags: tuple[str, ...] = (PUBLIC_FALLBACK,)
+    if missing:
+        flags += (MAY_CUT,)
+        note += (
+            f"; it excludes {', '.join(cidr.LABELLED_PUB[fam])}, which Felix also logs as "
+            "public, so traffic there seen without an address would be cut once enforced"
         )
-    ]
+    fallback = merged.base(
+        nets=(cidr.ANY[fam],),
+        not_nets=cidr.exclusions(fam, settings.cluster_cidrs),
+        flags=flags,
+        note=note,
+    )
+    # Observed addresses the fallback excludes (a metadata endpoint logged as `pub`) keep a
+    # rule of their own: the fallback must not cut what was seen.
+    cut = cidr.inside(addresses, cidr.LABELLED_PUB[fam])
+    if not cut:
+        return [fallback]
+    seen = [g for g in groups if cidr.inside(g.items, cut)]
+    return [fallback, *(g.base(nets=cidr.inside(g.items, cut)) for g in seen)]
 
 
 def build(

@@ -5,7 +5,8 @@ than drops observed traffic, and says so in the policy's `flowfence.io/notes` an
 - `Pass` (intra-namespace pass-through) becomes an allow;
 - protocols other than TCP, UDP and SCTP (ICMP, ...) cannot be named: the rule allows every
   protocol to that peer;
-- network sets do not exist: the peer becomes every address outside the cluster;
+- network sets do not exist: the peer becomes the set's CIDRs when `--existing-policies`
+  holds the set (learn/netset_cidrs.py), else every address outside the cluster;
 - services and domains never reach this flavor (rules.py names their addresses instead).
 """
 
@@ -57,6 +58,8 @@ def _outside_cluster(settings: RuleSettings) -> list[dict[str, Any]]:
 def _peers(rule: Rule, settings: RuleSettings, notes: list[str]) -> list[dict[str, Any]]:
     if rule.scope == "Namespace":
         return [_namespace_peer(rule.namespaces)]
+    if rule.netset is not None and rule.netset.cidrs:
+        return [_ip_block(net, ()) for net in rule.netset.cidrs]
     if rule.netset is not None:
         notes.append(
             f"{rule.direction} {rule.protocol} network set {rule.netset.name}: not expressible,"
@@ -107,7 +110,11 @@ def network_policy(
     egress = [_rule(r, settings, notes) for r in rec.egress]
     spec: dict[str, Any] = {
         "podSelector": {},
-        "policyTypes": [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules],
+        "policyTypes": [
+            t
+            for t, rules in (("Ingress", ingress), ("Egress", egress))
+            if rules or settings.policy_types == "Both"
+        ],
     }
     if ingress:
         spec["ingress"] = ingress

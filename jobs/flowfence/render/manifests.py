@@ -11,9 +11,12 @@ Flavors (see docs/flavors.md):
 - `calico`: the same kinds, never `domains` (domain rules name observed IPs instead);
 - `kubernetes`: `networking.k8s.io/v1` NetworkPolicy (kubernetes.py), no tier, no staging.
 
-Following Calico, `spec.types` lists only the directions that have rules, so a namespace with
-only egress rules stays open for ingress, and a namespace without rules gets no manifest at all
-(Calico writes a recommendation only once it has a rule; a policy needs at least one type).
+`spec.types` lists both directions by default (`policyTypes: Both`): a namespace whose egress
+is all decided by an earlier tier, or that never receives traffic, is still isolated in that
+direction (what the earlier tiers allow passes, since they decide first). `policyTypes:
+WithRules` is Calico's behaviour: only the directions that have rules, the other left open. A
+namespace without rules gets no manifest at all (Calico writes a recommendation only once it
+has a rule).
 """
 
 from __future__ import annotations
@@ -87,8 +90,9 @@ def status_of(rec: Recommendation) -> tuple[str, str]:
     return DEFAULT_STATUS, rfc3339(changed)
 
 
-def types(rec: Recommendation) -> list[str]:
-    return [t for t, rules in (("Ingress", rec.ingress), ("Egress", rec.egress)) if rules]
+def types(rec: Recommendation, settings: RuleSettings) -> list[str]:
+    both = settings.policy_types == "Both"
+    return [t for t, rules in (("Ingress", rec.ingress), ("Egress", rec.egress)) if both or rules]
 
 
 # --- Calico -----------------------------------------------------------------------------------
@@ -144,6 +148,9 @@ def _annotations(rule: Rule, flavor: str) -> dict[str, str]:
         notes[f"{OURS}/domains"] = ",".join(rule.domains)
     if rule.note:
         notes[f"{OURS}/note"] = rule.note
+    if rule.flags:
+        # Machine-readable, so the report can name the risk from the manifest alone.
+        notes[f"{OURS}/flags"] = ",".join(rule.flags)
     return notes
 
 
@@ -171,7 +178,7 @@ def calico_policy(
         "stagedAction": "Learn",
         "tier": tier,
         "selector": selector(eq("projectcalico.org/namespace", rec.namespace)),
-        "types": types(rec),
+        "types": types(rec, settings),
     }
     if rec.ingress:
         spec["ingress"] = [calico_rule(r, settings.flavor) for r in rec.ingress]

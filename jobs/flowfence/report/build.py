@@ -98,4 +98,5 @@ def build(
             for s in facts.stale_rules
         ),
         incremental=facts.incremental,
+        policy_types=settings.policy_types,
     )

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from flowfence.calico import cidr
 from flowfence.core import times
-from flowfence.learn.model import PRIVATE_FALLBACK, PUBLIC_FALLBACK, Rule
+from flowfence.learn.model import ANY_PORT, MAY_CUT, PRIVATE_FALLBACK, PUBLIC_FALLBACK, Rule
 from flowfence.report import run_report
 
 ChangeKind = Literal["created", "updated", "removed", "unchanged"]
@@ -29,10 +30,28 @@ class RuleView(run_report.RuleEntry):
     @property
     def widening(self) -> str | None:
         """Why this rule widens access beyond what was observed, or None."""
+        reasons = []
         if PUBLIC_FALLBACK in self.flags or self.peer.startswith(("nets 0.0.0.0/0", "nets ::/0")):
-            return "allows any public address"
+            reasons.append("allows any public address")
         if PRIVATE_FALLBACK in self.flags:
-            return "allows all private (RFC 1918) addresses"
+            reasons.append("allows all private (RFC 1918) addresses")
+        port_protocol = self.protocol in ("TCP", "UDP", "SCTP") and self.scope != "Service"
+        if ANY_PORT in self.flags or (port_protocol and not self.ports):
+            reasons.append("allows every port (some flows had no destination port)")
+        if self.protocol == "any":
+            reasons.append("allows every protocol (Kubernetes NetworkPolicy cannot name it)")
+        return "; ".join(reasons) or None
+
+    @property
+    def cuts(self) -> str | None:
+        """Why enforcing this rule may deny traffic it was learned from, or None."""
+        if MAY_CUT in self.flags:
+            return (
+                f"excludes {', '.join(cidr.LABELLED_PUB[4])} (IPv6: "
+                f"{', '.join(cidr.LABELLED_PUB[6])}), which Felix logs as public; the flows "
+                "had no addresses, so traffic there (cloud metadata at 169.254.169.254) "
+                "would be denied once enforced"
+            )
         return None
 
     def entry(self) -> run_report.RuleEntry:
@@ -68,6 +87,10 @@ class NamespaceChange:
     @property
     def widening(self) -> tuple[RuleView, ...]:
         return tuple(r for r in self.added_rules if r.widening)
+
+    @property
+    def cutting(self) -> tuple[RuleView, ...]:
+        return tuple(r for r in self.added_rules if r.cuts)
 
 
 @dataclass(frozen=True)

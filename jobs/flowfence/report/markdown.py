@@ -69,7 +69,11 @@ def risks(report: Report) -> list[str]:
     for ns in report.namespaces:
         c, name = ns.change, f"`{ns.namespace}`"
         if c is not None and c.first_policy and len(first) <= FIRST_POLICY_LINES:
-            directions = sorted({r.direction for r in c.added_rules})
+            directions = (
+                ["egress", "ingress"]
+                if report.policy_types == "Both"
+                else sorted({r.direction for r in c.added_rules})
+            )
             lines.append(
                 f"- **first policy** for {name} ({', '.join(directions) or 'no rules'}): once "
                 "enforced, the namespace denies all traffic in these directions that its rules "
@@ -89,6 +93,15 @@ def risks(report: Report) -> list[str]:
             )
         for rule in c.widening if c is not None else ():
             lines.append(f"- **widens access** in {name}: {_rule_text(rule)} {rule.widening}.")
+        for rule in c.cutting if c is not None else ():
+            text = f"{_rule_text(rule)} {rule.cuts}"
+            lines.append(f"- **may cut observed traffic** in {name}: {text}.")
+        if ns.open_directions:
+            lines.append(
+                f"- **left open** {name}: no {' or '.join(ns.open_directions)} rules, so its "
+                "policy does not isolate that direction (policyTypes WithRules, as Calico's "
+                "engine does); anything may reach it there."
+            )
         if ns.drift:
             lines.append(
                 f"- **drift** in accepted {name}: {_plural(len(ns.drift), 'learned rule')} "
@@ -225,6 +238,12 @@ def _tail(report: Report) -> list[str]:
     return lines
 
 
+def _types_text(policy_types: str) -> str:
+    if policy_types == "Both":
+        return "every policy isolates ingress and egress (policyTypes `Both`)"
+    return "policies isolate only directions with rules (policyTypes `WithRules`)"
+
+
 def _head(report: Report) -> list[str]:
     lines = [
         "## flowfence plan",
@@ -232,7 +251,8 @@ def _head(report: Report) -> list[str]:
         summary_line(report),
         "",
         f"Window {report.since} .. {report.until}, flavor `{report.flavor}`, "
-        f"tier `{report.tier}`. Full detail in `{JSON_NAME}`.",
+        f"tier `{report.tier}`, {_types_text(report.policy_types)}. "
+        f"Full detail in `{JSON_NAME}`.",
         "",
     ]
     found = risks(report)

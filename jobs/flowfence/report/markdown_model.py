@@ -28,6 +28,8 @@ class Namespace:
     drift: tuple[RuleView, ...] = ()
     stale: tuple[RuleView, ...] = ()
     notes: tuple[str, ...] = ()
+    # Directions its policy leaves open (no rules, policyTypes WithRules): "egress", "ingress".
+    open_directions: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -57,6 +59,7 @@ class Report:
     warnings: tuple[str, ...] = field(default=())
     lapsed: tuple[str, ...] = ()  # decisions whose expiry has passed, one line each
     stale: tuple[run_report.StaleRule, ...] = ()  # every namespace's stale rules, one table
+    policy_types: str = "Both"
 
 
 def _view(entry: run_report.RuleEntry) -> RuleView:
@@ -70,7 +73,14 @@ def _decision_text(decision: dict[str, str] | None) -> str | None:
     return f"{decision['decision']} by {decision['author']}{until}: {decision['reason']}"
 
 
-def _namespace(entry: run_report.NamespaceEntry) -> Namespace:
+def _open(entry: run_report.NamespaceEntry, policy_types: str) -> tuple[str, ...]:
+    if policy_types == "Both" or entry.manifest is None:
+        return ()
+    present = {r.direction for r in entry.rules}
+    return tuple(d for d in ("ingress", "egress") if d not in present)
+
+
+def _namespace(entry: run_report.NamespaceEntry, policy_types: str) -> Namespace:
     change = NamespaceChange(
         namespace=entry.namespace,
         path=entry.manifest or f"policies/{entry.namespace}.yaml",
@@ -95,6 +105,7 @@ def _namespace(entry: run_report.NamespaceEntry) -> Namespace:
         drift=tuple(map(_view, entry.drift)),
         stale=tuple(map(_view, entry.stale_rules)),
         notes=(*entry.flags, *entry.notes),
+        open_directions=_open(entry, policy_types),
     )
 
 
@@ -105,7 +116,7 @@ def from_report(report: run_report.RunReport) -> Report:
         until=report.window["until"],
         flavor=report.flavor,
         tier=report.tier,
-        namespaces=tuple(_namespace(ns) for ns in report.namespaces),
+        namespaces=tuple(_namespace(ns, report.policy_types) for ns in report.namespaces),
         other_files=report.other_files,
         excluded=report.excluded,
         flagged=report.flagged,
@@ -117,4 +128,5 @@ def from_report(report: run_report.RunReport) -> Report:
             for d in report.lapsed_decisions
         ),
         stale=report.stale_rules,
+        policy_types=report.policy_types,
     )

@@ -109,6 +109,8 @@ class RunReport:
     plan: dict[str, int] = field(default_factory=dict)
     other_files: tuple[str, ...] = ()  # tier.yaml, kustomization.yaml when they changed
     lapsed_decisions: tuple[dict[str, str], ...] = ()
+    # Both: every policy lists Ingress and Egress; WithRules: only directions with rules.
+    policy_types: str = "Both"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -90,9 +90,10 @@ def _calico_view(rule: Mapping[str, Any], direction: str) -> RuleView:
         scope, text = _address_scope(nets), nets_text(nets, not_nets)
     scope = str(notes.get(f"{TIGERA}/scope", scope))
     ports = tuple(str(p) for p in dest.get("ports") or ())
+    flags = tuple(f for f in str(notes.get("flowfence.io/flags", "")).split(",") if f)
     return RuleView(
         direction, str(rule.get("action", "?")), scope, text, str(rule.get("protocol", "any")),
-        ports, key=rule_key(rule),
+        ports, flags=flags, key=rule_key(rule),
     )  # fmt: skip
 
 

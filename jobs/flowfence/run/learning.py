@@ -15,7 +15,7 @@ import polars as pl
 from flowfence.calico import names
 from flowfence.config.settings import Settings
 from flowfence.flows.edges import KEY_COLUMNS
-from flowfence.learn import rules, select, stale
+from flowfence.learn import netset_cidrs, rules, select, stale
 from flowfence.learn.model import Recommendation
 from flowfence.run.next_state import Merged, without
 from flowfence.state import lifecycle
@@ -52,13 +52,22 @@ def learn(
         settings, namespaces_file, existing_policies, good, previous, origin, now
     )
     selected = chosen.selection.selected
-    recs = rules.build(chosen.learnable, selected, settings)
+    sets = (
+        netset_cidrs.set_cidrs(chosen.policies.network_sets)
+        if chosen.policies is not None and settings.flavor == "kubernetes"
+        else {}
+    )
+
+    def build(edges: pl.DataFrame) -> dict[str, Recommendation]:
+        return netset_cidrs.narrow(rules.build(edges, selected, settings), sets)
+
+    recs = build(chosen.learnable)
     # Staleness is measured against the newest flow of every screened edge.
     cutoff = stale.cutoff(good, settings.stale_rule_period)
     old = stale.stale_evidence(chosen.learnable, cutoff)
     if not old.height or cutoff is None:
         return Learned(merged, good, rejections, chosen, recs, (), 0)
-    fresh = rules.build(chosen.learnable.filter(pl.col("last_seen") >= cutoff), selected, settings)
+    fresh = build(chosen.learnable.filter(pl.col("last_seen") >= cutoff))
     found = stale.compare(recs, fresh, cutoff)
     if not prune_stale:
         return Learned(merged, good, rejections, chosen, recs, found, 0)
