@@ -248,3 +248,26 @@ def test_edges_read_back_from_parquet(tmp_path: Path) -> None:
 def test_null_policy_lists_are_empty_traces() -> None:
     kept, exc = run({"enforced_policies": None, "pending_policies": None})
     assert kept.height == 1 and exc.flagged == {}
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        ["0|allow-tigera|kube-system/allow-tigera.cluster-dns|allow|0"],  # Calico Enterprise
+        ["0|allow-tigera|allow-tigera.default-deny|deny|-1"],
+        ["0|calico-system|np:kube-system/calico-system.cluster-dns|allow|0"],  # renamed, 3.32
+    ],
+)
+def test_the_operators_tier_is_known_out_of_the_box(trace: list[str]) -> None:
+    # main: `tier with unknown order`, flagged and learned again; now order 100 (the operator's).
+    kept, exc = ex.exclude(edges({"enforced_policies": trace}), ["shop"], Settings())
+    assert kept.height == 0 and exc.flagged == {}
+    assert ex.known_tier_orders(Settings())["allow-tigera"] == 100.0
+
+
+def test_the_operators_tier_order_can_be_overridden() -> None:
+    trace = ["0|calico-system|np:kube-system/calico-system.cluster-dns|allow|0"]
+    after_ours = Settings(tier_orders={"calico-system": 20_000.0})
+    kept, exc = ex.exclude(edges({"enforced_policies": trace}), ["shop"], after_ours)
+    assert kept.height == 1 and exc.excluded == {} and exc.flagged == {}
+    assert ex.known_tier_orders(after_ours)["allow-tigera"] == 100.0

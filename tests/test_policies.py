@@ -242,6 +242,19 @@ def test_policy_in_undefined_tier_is_warned_and_placed_last() -> None:
     assert any("tier 'ghost' is not defined" in w for w in ps.warnings)
 
 
+def test_the_operators_tier_is_known_when_not_defined() -> None:
+    # Exports of a cluster's policies seldom hold the Tier the operator creates (main: a
+    # warning, and the tier placed last, after every other).
+    for name in ("allow-tigera", "calico-system"):
+        text = manifest("GlobalNetworkPolicy", f"{{name: {name}.g}}", f"{{tier: {name}}}")
+        ps = policy_set(docs(text))
+        assert (ps.tiers[0].name, ps.tiers[0].order) == (name, 100.0)
+        assert ps.warnings == ()
+    defined = manifest("Tier", "{name: calico-system}", "{order: 5}")
+    text = manifest("GlobalNetworkPolicy", "{name: g}", "{tier: calico-system}")
+    assert policy_set(docs(defined + "\n---\n" + text)).tier("calico-system").order == 5
+
+
 def test_staged_policies_in_the_effective_view() -> None:
     text = """
 apiVersion: projectcalico.org/v3

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from flowfence.calico.evaluate import Evaluator, parse_ip
+from flowfence.calico.address_class import class_key, parse_ip
+from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import Direction
 from flowfence.calico.policy_rules import IPNetwork
 from flowfence.calico.verdict import Edge, Endpoint
@@ -118,7 +119,10 @@ def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.Da
     for row in distinct.iter_rows(named=True):
         endpoint = Endpoint.from_row(row, prefix)
         key: object
-        if endpoint.type == "net":
+        if endpoint.type == "net" and parse_ip(endpoint.ip) is None:
+            # No address: the class its label names (evaluate.py evaluates all of it).
+            key = ("net", class_key(endpoint.name))
+        elif endpoint.type == "net":
             key = ("net", row["__v4"] if row["__v4"] is not None else bounds.key(endpoint.ip))
         elif signed:
             key = evaluator.signature(endpoint)

@@ -18,16 +18,19 @@ What the flow log tells us about each side, and so what a rule can match:
 - a `net` peer has its IP: it matches `nets`, and a selector when any (Global)NetworkSet that
   contains the IP is selected (Calico matches selectors by the IP sets of all selected sets);
 - pod and network-set IPs are aggregated away, so `nets` never match them (`notNets` do);
+- a `net` peer without an address is the class of addresses its label (`pvt`, `pub`) stands
+  for, evaluated at one address per interval its rules' CIDRs cannot split (address_class.py):
+  the verdict they share, or undetermined;
 - only the destination port is known: source `ports` never match, source `notPorts` do.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeAlias
+from dataclasses import dataclass, replace
 
+from flowfence.calico import address_class
+from flowfence.calico.address_class import IPAddress, overlaps, parse_ip, within
 from flowfence.calico.policies import Direction, Policy, PolicySet, Tier
 from flowfence.calico.policy_rules import EntityRule, IPNetwork, Rule, flow_protocol
 from flowfence.calico.selector import NAMESPACE_LABEL, Selector
@@ -42,10 +45,9 @@ __all__ = [
     "HitAction",
     "Verdict",
     "namespace_labels",
+    "parse_ip",
     "parse_labels",
 ]
-
-IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
 SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"
@@ -135,7 +137,19 @@ class Evaluator:
         key = (edge, direction, before_order)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._verdicts[key] = self._evaluate(edge, direction, before_order)
+            remote = edge.dest if direction == "egress" else edge.source
+            spans = address_class.peer_class(remote.type, remote.name, remote.ip)
+            if spans is None:
+                verdict = self._evaluate(edge, direction, before_order)
+            else:
+                selecting = self._selected(edge.local(direction), direction)
+                cuts = address_class.cuts(selecting, direction, self.policies.network_sets)
+                at = address_class.representatives(spans, cuts)
+                verdict = address_class.class_verdict(
+                    at, lambda ip: self.evaluate(_at(edge, direction, ip), direction,
+                                                 before_order=before_order),
+                )  # fmt: skip
+            self._verdicts[key] = verdict
         return verdict
 
     def _evaluate(self, edge: Edge, direction: Direction, before: float | None) -> Verdict:
@@ -256,9 +270,9 @@ class Evaluator:
 
     def _side_matches(self, rule: EntityRule, side: _Side, policy: Policy) -> bool:
         """The part of an entity rule that reads only the side (not ports, services, domains)."""
-        if rule.nets and not _within(side, rule.nets):
+        if rule.nets and not within(side.ip, side.set_nets, rule.nets):
             return False
-        if rule.not_nets and _overlaps(side, rule.not_nets):
+        if rule.not_nets and overlaps(side.ip, side.set_nets, rule.not_nets):
             return False
         if rule.selects_endpoints and not any(
             self._positive(rule, c, policy) for c in side.candidates
@@ -368,27 +382,8 @@ def _service_account_match(
     return selector.matches(sa_labels)
 
 
-def _within(side: _Side, nets: tuple[IPNetwork, ...]) -> bool:
-    if side.ip is not None:
-        return any(side.ip in n for n in nets)
-    # A network-set peer: every CIDR of the set must lie inside the rule's nets.
-    return bool(side.set_nets) and all(
-        any(s.version == n.version and s.subnet_of(n) for n in nets)  # type: ignore[arg-type]
-        for s in side.set_nets
-    )
-
-
-def _overlaps(side: _Side, nets: tuple[IPNetwork, ...]) -> bool:
-    if side.ip is not None:
-        return any(side.ip in n for n in nets)
-    return any(s.version == n.version and s.overlaps(n) for s in side.set_nets for n in nets)
-
-
-def parse_ip(text: str | None) -> IPAddress | None:
-    """The address evaluation sees in a flow log's IP text (None: no usable address)."""
-    if not text:
-        return None
-    try:
-        return ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
+def _at(edge: Edge, direction: Direction, ip: IPAddress) -> Edge:
+    """`edge` with its remote `net` peer at `ip`."""
+    if direction == "egress":
+        return replace(edge, dest=replace(edge.dest, ip=str(ip)))
+    return replace(edge, source=replace(edge.source, ip=str(ip)))

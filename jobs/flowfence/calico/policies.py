@@ -117,6 +117,18 @@ BUILTIN_TIERS: tuple[Tier, ...] = (
     Tier("kube-baseline", 10_000_000.0, "Pass"),
 )
 
+# The tier the Tigera operator installs for Calico's own components: `allow-tigera` until the
+# operator renamed it `calico-system` (tigera/operator#4438, commit 5263316239f5), order 100
+# in both (tigera/operator, pkg/render/tiers/tiers.go, `defaultTierOrder = 100.0`, at
+# 40788b9b6bef9d94e77b2e0d7a5eed7e17e2364c and at 5263316239f5's parent; no defaultAction,
+# so Calico's Deny). Flow logs name it in every trace it decides, while exported policy folders
+# rarely define it: known out of the box, like the built-in tiers, overridable by `tierOrders`.
+OPERATOR_TIERS: tuple[Tier, ...] = (
+    Tier("allow-tigera", 100.0, "Deny"),
+    Tier("calico-system", 100.0, "Deny"),
+)
+_OPERATOR = {t.name: t for t in OPERATOR_TIERS}
+
 
 @dataclass(frozen=True)
 class NetworkSet:
@@ -184,14 +196,18 @@ def build(
     """Assemble a PolicySet: built-in tiers unless redefined, policies sorted into their tiers.
 
     A policy naming a tier that is not defined gets that tier implicitly (no order, Deny) and
-    a warning, since Calico would have refused the policy.
+    a warning, since Calico would have refused the policy; the operator's tier (OPERATOR_TIERS)
+    is known instead, since the operator creates it and exports seldom include it.
     """
     notes = list(warnings)
     by_name = {t.name: t for t in BUILTIN_TIERS}
     by_name.update({t.name: t for t in tiers})
     members: dict[str, list[Policy]] = {name: [] for name in by_name}
     for policy in policies:
-        if policy.tier not in by_name:
+        if policy.tier not in by_name and (known := _OPERATOR.get(policy.tier)) is not None:
+            by_name[policy.tier] = known
+            members[policy.tier] = []
+        elif policy.tier not in by_name:
             notes.append(f"{policy.origin}: tier {policy.tier!r} is not defined; assumed last")
             by_name[policy.tier] = Tier(policy.tier, None)
             members[policy.tier] = []

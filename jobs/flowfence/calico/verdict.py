@@ -87,11 +87,21 @@ class Hit:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome and trace; `action` is None when nothing before `before_order` decided."""
+    """The outcome and trace; `action` is None when nothing before `before_order` decided.
+
+    `possible` is set (and `action` None, `hits` empty) when the outcome is undetermined: a
+    peer whose address the log aggregated away, with addresses of its class (address_class.py)
+    getting different outcomes; it names them (`allow`, `deny`, `none` for undecided).
+    """
 
     direction: Direction
     action: Literal["allow", "deny"] | None
     hits: tuple[Hit, ...]
+    possible: tuple[str, ...] = ()
+
+    @property
+    def undetermined(self) -> bool:
+        return bool(self.possible)
 
     @property
     def deciding(self) -> Hit | None:

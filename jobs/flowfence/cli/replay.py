@@ -1,7 +1,8 @@
 """`flowfence replay`: audit a policy set (staged policies as enforced) against flow logs.
 
 Thin: bind the flows, aggregate edges, call `replay.compute`, render. Data goes to stdout,
-the one-line denial notice to stderr; `--fail-on-deny` exits 3 when anything would be denied.
+the one-line denial notice to stderr; `--fail-on-deny` exits 3 when anything would be denied
+(undetermined edges and edges an earlier tier decided are listed, never counted as denied).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flowfence.config.settings import load_settings
 from flowfence.core import database
 from flowfence.core.errors import ExitCode
 from flowfence.flows import edges, sources
+from flowfence.learn.exclude import known_tier_orders
 from flowfence.replay import audit as replay
 from flowfence.replay import render as replay_render
 
@@ -38,7 +40,9 @@ def render_table(report: replay.ReplayReport, console: Console) -> None:
     console.print(
         f"flowfence replay{scope}: {s.evaluated_edges} edges evaluated "
         f"({s.evaluated_flows} flows), {s.denied_edges} would be denied "
-        f"({s.denied_flows} flows, {s.denied_bytes} bytes)",
+        f"({s.denied_flows} flows, {s.denied_bytes} bytes), {s.undetermined_edges} undetermined "
+        f"({s.undetermined_flows} flows), {s.decided_earlier_edges} decided by an earlier tier "
+        f"({s.decided_earlier_flows} flows)",
         markup=False,
         highlight=False,
     )
@@ -54,22 +58,24 @@ def render_table(report: replay.ReplayReport, console: Console) -> None:
                                t.denied_bytes, t.passed_flows, t.passed_bytes)),
         )  # fmt: skip
     console.print(table)
-    if report.denied:
-        denied = Table(title="Edges that would be denied (worst first)")
-        for name in ("direction", "source", "destination", "port", "flows", "bytes", "denied by"):
-            denied.add_column(name, justify="right" if name in ("flows", "bytes") else "left")
-        for d in report.denied:
+    for title, column, listed_edges in replay_render.sections(report):
+        if not listed_edges:
+            continue
+        listed = Table(title=f"{title} (worst first)")
+        for name in ("direction", "source", "destination", "port", "flows", "bytes", column):
+            listed.add_column(name, justify="right" if name in ("flows", "bytes") else "left")
+        for d in listed_edges:
             # Flow-log strings are untrusted: Text() keeps rich from reading them as markup.
-            denied.add_row(
+            listed.add_row(
                 d.direction,
                 Text(replay_render.endpoint_text(d.source)),
                 Text(replay_render.endpoint_text(d.dest)),
                 Text(replay_render.port_text(d)),
                 str(d.flows),
                 str(d.bytes),
-                Text(d.hit),
+                Text(replay_render.outcome_text(d)),
             )
-        console.print(denied)
+        console.print(listed)
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False, highlight=False)
 
@@ -93,6 +99,16 @@ def replay_command(
         Path | None,
         typer.Option("--namespaces", help="`kubectl get namespaces -o yaml` output."),
     ] = None,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            help="flowfence's own settings (kind FlowfenceConfig): its tierOrders place tiers "
+            "outside the policy set; see docs/configuration.md.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     output: Annotated[
         Output, typer.Option("--output", help="table, markdown or json.")
     ] = Output.TABLE,
@@ -108,7 +124,7 @@ def replay_command(
     until_at = options.time_option(until, "--until")
     # The run's own checks of the DuckDB options (a size, a positive count, a path).
     limits = load_settings(
-        None, None, memory_limit=memory_limit, threads=threads, temp_dir=temp_dir
+        None, settings_file, memory_limit=memory_limit, threads=threads, temp_dir=temp_dir
     )
     policy_set = load_policies(policies)
     labels = load_namespaces(namespaces) if namespaces is not None else None
@@ -118,7 +134,9 @@ def replay_command(
         frame = edges.aggregate(con, since=since_at, until=until_at)
     finally:
         con.close()
-    report = replay.compute(frame, policy_set, namespaces=labels, tier=tier)
+    report = replay.compute(
+        frame, policy_set, namespaces=labels, tier=tier, tier_orders=known_tier_orders(limits)
+    )
     if output is Output.JSON:
         typer.echo(replay_render.to_json(report), nl=False)
     elif output is Output.MARKDOWN:

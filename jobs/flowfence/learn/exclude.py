@@ -14,10 +14,11 @@ tier ends in Deny they would be dropped before reaching that tier. Hits of our o
 previous staged recommendation) never exclude.
 
 Tier orders are not in the trace; the caller passes them (`known_tier_orders` gives Calico's
-built-in ones plus `tierOrders` from the config). A deciding tier with no known order is
-flagged and learned by default, so nothing is lost; `unknownTiers: exclude` excludes it
-instead. A trace with a malformed hit is treated the same way. Each distinct trace is parsed
-once: traces repeat across edges far more than they vary.
+built-in ones and the operator's `allow-tigera`/`calico-system`, plus `tierOrders` from the
+config). A deciding tier with no known order is flagged and learned by default, so nothing is
+lost; `unknownTiers: exclude` excludes it instead. A trace with a malformed hit is treated
+the same way. Each distinct trace is parsed once: traces repeat across edges far more than
+they vary.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import polars as pl
 
 from flowfence.calico.hits import PolicyHit, parse_hit
 from flowfence.calico.names import sample
+from flowfence.calico.policies import BUILTIN_TIERS, OPERATOR_TIERS
 from flowfence.config.settings import Settings
 
+# Calico's built-in tiers and the operator's tier for Calico's own components (policies.py).
 BUILTIN_TIER_ORDERS: Mapping[str, float | None] = MappingProxyType(
-    {"kube-admin": 1000.0, "default": 1_000_000.0, "kube-baseline": 10_000_000.0}
+    {t.name: t.order for t in (*BUILTIN_TIERS, *OPERATOR_TIERS)}
 )
 
 ALLOWED_BEFORE = "allowed by an earlier tier"

@@ -7,14 +7,20 @@ edges have no policy point of their own). Staged policies are previewed as enfor
 
 The report counts, per policy, the flows and bytes it allows, denies and passes (every hit of
 a trace counts, so a Pass and the later decision are both recorded), and lists the edges that
-would now be denied although the log shows them allowed, worst first. Pure: a Polars frame of
-edges and a PolicySet in, a frozen ReplayReport out; rendering lives in `replay_render.py`.
+would now be denied although the log shows them allowed, worst first. Two kinds of edges are
+listed apart from the denials, and neither counts as one (`--fail-on-deny` ignores them):
+- undetermined: the peer is a `net` whose address the log aggregated away (`pvt`, `pub`),
+  and the policies treat addresses of its class differently (calico/address_class.py);
+- decided earlier: the flow's own trace shows a tier the replayed set has no policies for,
+  ordered before the denying tier, gave the final verdict (replay/earlier.py).
+Pure: a Polars frame of edges and a PolicySet in, a frozen ReplayReport out; rendering lives
+in `replay/render.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import polars as pl
@@ -23,6 +29,8 @@ from flowfence.calico import edge_classes
 from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
 from flowfence.calico.policies import Direction, PolicySet
 from flowfence.core.errors import ConfigError
+from flowfence.learn.exclude import BUILTIN_TIER_ORDERS
+from flowfence.replay import earlier
 
 _DIRECTION: dict[str, Direction] = {"src": "egress", "dst": "ingress"}
 
@@ -45,7 +53,9 @@ class PolicyTally:
 
 @dataclass(frozen=True)
 class DeniedEdge:
-    """An edge the log shows allowed that the policy set would deny."""
+    """An edge the log shows allowed that the policy set would deny (`hit`), might deny
+    (undetermined: `hit` empty, `possible` the outcomes its address class gets), or would deny
+    but for the earlier tier whose hit in the logged trace, `decided_by`, decides it first."""
 
     direction: Direction
     reporter: str
@@ -61,6 +71,8 @@ class DeniedEdge:
     hit: str
     trace: tuple[str, ...]
     logged_policies: tuple[str, ...]
+    possible: tuple[str, ...] = ()
+    decided_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,12 @@ class ReplaySummary:
     denied_edges: int
     denied_flows: int
     denied_bytes: int
+    undetermined_edges: int = 0
+    undetermined_flows: int = 0
+    undetermined_bytes: int = 0
+    decided_earlier_edges: int = 0
+    decided_earlier_flows: int = 0
+    decided_earlier_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,8 @@ class ReplayReport:
     policies: tuple[PolicyTally, ...]
     denied: tuple[DeniedEdge, ...]
     warnings: tuple[str, ...]
+    undetermined: tuple[DeniedEdge, ...] = ()
+    decided_earlier: tuple[DeniedEdge, ...] = ()
 
     @property
     def would_deny(self) -> bool:
@@ -112,11 +132,14 @@ def compute(
     *,
     namespaces: Mapping[str, Mapping[str, str]] | None = None,
     tier: str | None = None,
+    tier_orders: Mapping[str, float | None] | None = None,
 ) -> ReplayReport:
     """Replay `edges` (EDGE_SCHEMA) through `policies`, staged policies previewed as enforced.
 
     tier: report only that tier's policies and the denials it decides (ConfigError if the
-    policy set has no such tier).
+    policy set has no such tier). tier_orders: where tiers outside the set sit, for the
+    decided-earlier check (`learn.exclude.known_tier_orders`; Calico's and the operator's
+    tiers by default); the set's own Tier manifests fill in the rest.
     """
     if tier is not None and policies.tier(tier) is None:
         known = ", ".join(t.name for t in policies.tiers)
@@ -151,22 +174,47 @@ def compute(
             if tier is None or hit.tier == tier:
                 key = (hit.tier, hit.policy, hit.end_of_tier)
                 tallies.setdefault(key, _Counter()).add(hit.action, int(flows), int(nbytes), n)
-    deny = [
+    flagged = [
         i
         for i, v in enumerate(verdicts)
-        if v.action == "deny" and v.deciding and (tier is None or v.deciding.tier == tier)
+        if v.undetermined
+        or (v.action == "deny" and v.deciding and (tier is None or v.deciding.tier == tier))
     ]
-    marked = applies.with_columns(ids.alias("__class")).filter(pl.col("__class").is_in(deny))
-    denied = []
+    marked = (
+        applies.with_columns(ids.alias("__class"), earlier.logged_trace())
+        .filter(pl.col("__class").is_in(flagged))
+    )  # fmt: skip
+    orders = {**(BUILTIN_TIER_ORDERS if tier_orders is None else tier_orders)}
+    for t in policies.tiers:
+        orders.setdefault(t.name, t.order)
+    replayed = {t.name for t in policies.tiers if t.policies}
+    own = {t.name: t.order for t in policies.tiers}
+    logged = {
+        tuple(trace): earlier.decision(trace, replayed, orders)
+        for trace in marked.get_column(earlier.TRACE).unique().to_list()
+    }
+    denied, undetermined, decided_earlier = [], [], []
     for row in marked.iter_rows(named=True):
         verdict = verdicts[row["__class"]]
-        if verdict.deciding is not None:
-            edge = Edge.from_row(row)
-            denied.append(_denied(row, edge, row["direction"], verdict.deciding, verdict.trace))
+        edge = Edge.from_row(row)
+        if verdict.undetermined:
+            undetermined.append(
+                _denied(row, edge, row["direction"], None, (), possible=verdict.possible)
+            )
+            continue
+        hit = verdict.deciding
+        assert hit is not None
+        entry = _denied(row, edge, row["direction"], hit, verdict.trace)
+        first = logged[tuple(row[earlier.TRACE])]
+        if first is not None and first.before(hit.tier, own[hit.tier]):
+            decided_earlier.append(replace(entry, decided_by=first.hit))
+        else:
+            denied.append(entry)
     allowed_edges, evaluated = allowed.height, applies.height
     flows_total = int(applies.get_column("flows").sum()) if evaluated else 0
     bytes_total = int(applies.get_column("bytes").sum()) if evaluated else 0
-    denied.sort(key=_worst_first)
+    for listed in (denied, undetermined, decided_earlier):
+        listed.sort(key=_worst_first)
     order = {t.name: i for i, t in enumerate(policies.tiers)}
     rows = sorted(
         (_tally(key, counter) for key, counter in tallies.items()),
@@ -183,8 +231,17 @@ def compute(
         denied_edges=len(denied),
         denied_flows=sum(d.flows for d in denied),
         denied_bytes=sum(d.bytes for d in denied),
+        undetermined_edges=len(undetermined),
+        undetermined_flows=sum(d.flows for d in undetermined),
+        undetermined_bytes=sum(d.bytes for d in undetermined),
+        decided_earlier_edges=len(decided_earlier),
+        decided_earlier_flows=sum(d.flows for d in decided_earlier),
+        decided_earlier_bytes=sum(d.bytes for d in decided_earlier),
     )
-    return ReplayReport(tier, summary, tuple(rows), tuple(denied), policies.warnings)
+    return ReplayReport(
+        tier, summary, tuple(rows), tuple(denied), policies.warnings, tuple(undetermined),
+        tuple(decided_earlier),
+    )  # fmt: skip
 
 
 def _tally(key: tuple[str, str, bool], counter: _Counter) -> PolicyTally:
@@ -207,9 +264,13 @@ def _denied(
     row: Mapping[str, object],
     edge: Edge,
     direction: Direction,
-    hit: Hit,
+    hit: Hit | None,
     trace: tuple[str, ...],
+    *,
+    possible: tuple[str, ...] = (),
 ) -> DeniedEdge:
+    """The listed edge: denied by `hit` with `trace`, or undetermined (no hit; `possible`, the
+    outcomes its address class gets)."""
     service = None
     if edge.dest_service_name:
         service = f"{edge.dest_service_namespace or '-'}/{edge.dest_service_name}"
@@ -228,9 +289,10 @@ def _denied(
         bytes=int(str(row["bytes"])),
         first_seen=first if isinstance(first, datetime) else None,
         last_seen=last if isinstance(last, datetime) else None,
-        hit=str(hit),
+        hit="" if hit is None else str(hit),
         trace=trace,
         logged_policies=tuple(str(p) for p in logged),
+        possible=possible,
     )
 
 

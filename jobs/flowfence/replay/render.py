@@ -73,6 +73,8 @@ def _denied(d: DeniedEdge) -> dict[str, Any]:
         "hit": d.hit,
         "trace": list(d.trace),
         "logged_policies": list(d.logged_policies),
+        "possible": list(d.possible),
+        "decided_by": d.decided_by,
     }
 
 
@@ -92,9 +94,17 @@ def to_dict(report: ReplayReport) -> dict[str, Any]:
             "denied_edges": s.denied_edges,
             "denied_flows": s.denied_flows,
             "denied_bytes": s.denied_bytes,
+            "undetermined_edges": s.undetermined_edges,
+            "undetermined_flows": s.undetermined_flows,
+            "undetermined_bytes": s.undetermined_bytes,
+            "decided_earlier_edges": s.decided_earlier_edges,
+            "decided_earlier_flows": s.decided_earlier_flows,
+            "decided_earlier_bytes": s.decided_earlier_bytes,
         },
         "policies": [_tally(t) for t in report.policies],
         "denied": [_denied(d) for d in report.denied],
+        "undetermined": [_denied(d) for d in report.undetermined],
+        "decided_earlier": [_denied(d) for d in report.decided_earlier],
         "warnings": list(report.warnings),
     }
 
@@ -112,6 +122,23 @@ def policy_label(t: PolicyTally) -> str:
     return f"{t.policy} (end of tier)" if t.end_of_tier else t.policy
 
 
+def outcome_text(d: DeniedEdge) -> str:
+    """What decides a listed edge: the denying hit, the earlier tier's logged hit, or the
+    outcomes an undetermined edge's address class gets."""
+    if d.decided_by is not None:
+        return d.decided_by
+    return d.hit or "undetermined: " + " or ".join(d.possible)
+
+
+def sections(report: ReplayReport) -> tuple[tuple[str, str, tuple[DeniedEdge, ...]], ...]:
+    """Section title, outcome column title and edges, per kind of listed edge."""
+    return (
+        ("Edges that would be denied", "denied by", report.denied),
+        ("Edges undetermined (peer address not in the log)", "outcomes", report.undetermined),
+        ("Edges decided by an earlier tier (not replayed)", "decided by", report.decided_earlier),
+    )
+
+
 def to_markdown(report: ReplayReport) -> str:
     s = report.summary
     scope = f" (tier `{report.tier}`)" if report.tier else ""
@@ -123,6 +150,10 @@ def to_markdown(report: ReplayReport) -> str:
         f"{s.evaluated_bytes} bytes; skipped (no policy point): {s.skipped_edges}",
         f"- would be denied: {s.denied_edges} edges, {s.denied_flows} flows, "
         f"{s.denied_bytes} bytes",
+        f"- undetermined: {s.undetermined_edges} edges, {s.undetermined_flows} flows, "
+        f"{s.undetermined_bytes} bytes",
+        f"- decided by an earlier tier: {s.decided_earlier_edges} edges, "
+        f"{s.decided_earlier_flows} flows, {s.decided_earlier_bytes} bytes",
         "",
         "## Policies",
         "",
@@ -136,19 +167,22 @@ def to_markdown(report: ReplayReport) -> str:
             f"| {t.allowed_bytes} | {t.denied_flows} | {t.denied_bytes} | {t.passed_flows} "
             f"| {t.passed_bytes} |"
         )
-    lines += ["", "## Edges that would be denied", ""]
-    if not report.denied:
-        lines.append("None.")
-    else:
+    for i, (title, column, edges) in enumerate(sections(report)):
+        if i > 0 and not edges:  # the denials always get a section, the others when present
+            continue
+        lines += ["", f"## {title}", ""]
+        if not edges:
+            lines.append("None.")
+            continue
         lines += [
-            "| direction | source | destination | port | flows | bytes | denied by |",
+            f"| direction | source | destination | port | flows | bytes | {column} |",
             "|---|---|---|---|--:|--:|---|",
         ]
-        for d in report.denied:
+        for d in edges:
             lines.append(
                 f"| {d.direction} | {_cell(endpoint_text(d.source))} "
                 f"| {_cell(endpoint_text(d.dest))} | {_cell(port_text(d))} | {d.flows} "
-                f"| {d.bytes} | `{_cell(d.hit)}` |"
+                f"| {d.bytes} | `{_cell(outcome_text(d))}` |"
             )
     if report.warnings:
         lines += ["", "## Warnings", ""]
