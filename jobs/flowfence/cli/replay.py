@@ -6,6 +6,7 @@ the one-line denial notice to stderr; `--fail-on-deny` exits 3 when anything wou
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flowfence.calico import inventory, named_ports
 from flowfence.calico.policy_docs import load_namespaces, load_policies
 from flowfence.cli import options
 from flowfence.config.settings import load_settings
@@ -91,8 +93,13 @@ def replay_command(
     ] = None,
     namespaces: Annotated[
         Path | None,
-        typer.Option("--namespaces", help="`kubectl get namespaces -o yaml` output."),
+        typer.Option(
+            "--namespaces",
+            help="`kubectl get namespaces -o yaml` output; takes precedence over Namespace "
+            "items in --inventory.",
+        ),
     ] = None,
+    inventory_file: options.Inventory = None,
     output: Annotated[
         Output, typer.Option("--output", help="table, markdown or json.")
     ] = Output.TABLE,
@@ -111,14 +118,22 @@ def replay_command(
         None, None, memory_limit=memory_limit, threads=threads, temp_dir=temp_dir
     )
     policy_set = load_policies(policies)
-    labels = load_namespaces(namespaces) if namespaces is not None else None
+    given = load_namespaces(namespaces) if namespaces is not None else None
+    inv = inventory.load_inventory(inventory_file) if inventory_file is not None else None
+    labels = inventory.namespace_labels(inv, given)
+    notes = inventory.notes(inv, namespaces_given=given is not None) if inv is not None else ()
+    # Reported with the policy set's own warnings: why named-port rules may match nothing.
+    notes += named_ports.unresolved_notes(policy_set, inv)
+    policy_set = dataclasses.replace(policy_set, warnings=(*policy_set.warnings, *notes))
     con = database.connect(limits)
     try:
         sources.bind_flows(con, flows, since=since_at, until=until_at)
         frame = edges.aggregate(con, since=since_at, until=until_at)
     finally:
         con.close()
-    report = replay.compute(frame, policy_set, namespaces=labels, tier=tier)
+    report = replay.compute(
+        frame, policy_set, namespaces=labels, tier=tier, named_ports=named_ports.NamedPorts(inv)
+    )
     if output is Output.JSON:
         typer.echo(replay_render.to_json(report), nl=False)
     elif output is Output.MARKDOWN:
