@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flowfence.calico.named_ports import unresolved_notes
 from flowfence.calico.policies import PolicyKind
 from flowfence.calico.policy_docs import load_namespaces, load_policies, policy_set
 from flowfence.calico.policy_rules import PortRange
@@ -165,7 +166,7 @@ spec: {podSelector: {}}
     assert next(policy_set(docs(text)).policies()).types == frozenset({"ingress"})
 
 
-def test_named_ports_are_reported_and_never_match() -> None:
+def test_named_ports_are_kept_by_name_and_reported_unresolved() -> None:
     ps = policy_set(
         docs(
             """
@@ -181,7 +182,10 @@ spec:
     assert rule.destination.ports is not None
     assert rule.destination.ports.named == ("http",)
     assert rule.destination.ports.matches(81) and not rule.destination.ports.matches(80)
-    assert any("named port 'http' is not supported" in w for w in ps.warnings)
+    # Resolution needs the inventory (named_ports.py): counted there, not warned per parse.
+    assert not any("named port" in w for w in ps.warnings)
+    (note,) = unresolved_notes(ps, None)
+    assert note.endswith("np:ns1/p ingress rule 0 (http)")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from flowfence.calico import address_class
 from flowfence.calico.address_class import IPAddress, overlaps, parse_ip, within
+from flowfence.calico.named_ports import NamedPorts
 from flowfence.calico.policies import Direction, Policy, PolicySet, Tier
 from flowfence.calico.policy_rules import EntityRule, IPNetwork, Rule, flow_protocol
 from flowfence.calico.selector import NAMESPACE_LABEL, Selector
@@ -101,6 +102,7 @@ class Evaluator:
     staged: preview staged policies as enforced (Set/Learn; Delete removes the enforced policy
     of the same name); False evaluates the enforced policies only. namespaces: labels per
     namespace (from `load_namespaces`), merged over any Namespace manifests in the set.
+    named_ports: resolves named ports at a flow's destination (none resolve without it).
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class Evaluator:
         *,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
         staged: bool = True,
+        named_ports: NamedPorts | None = None,
     ) -> None:
         self.policies = policies
+        self._ports = named_ports or NamedPorts(None)
         self.tiers: tuple[Tier, ...] = policies.effective(staged=staged)
         self._ns_extra = {**policies.namespaces, **(namespaces or {})}
         self._ns_labels: dict[str, dict[str, str]] = {}
@@ -251,7 +255,7 @@ class Evaluator:
         self, rule: EntityRule, side: _Side, policy: Policy, dest_edge: Edge | None
     ) -> bool:
         port = dest_edge.dest_port if dest_edge is not None else None
-        if rule.ports is not None and not rule.ports.matches(port):
+        if rule.ports is not None and not self._ports.matches(rule.ports, dest_edge):
             return False
         if rule.not_ports is not None and rule.not_ports.matches(port):
             return False
@@ -283,14 +287,15 @@ class Evaluator:
         )
 
     def signature(self, endpoint: Endpoint) -> tuple[object, ...]:
-        """All that evaluation reads of `endpoint`: its kind, IP version, which policies select
-        it and which entity rules its side matches. Edges equal but for endpoints of equal
-        signatures get the same verdict, except the profile hit, which names the local
-        namespace (edge_classes.py evaluates one edge per class)."""
+        """All that evaluation reads of `endpoint`: its kind, IP version, named ports, which
+        policies select it and which entity rules its side matches. Edges equal but for
+        endpoints of equal signatures get the same verdict, except the profile hit, which names
+        the local namespace (edge_classes.py evaluates one edge per class)."""
         side = self._side(endpoint)
         is_wep = endpoint.type == "wep"
         entity = side.candidates[0] if side.candidates else None
         out: list[object] = [endpoint.type, None if side.ip is None else side.ip.version]
+        out.append(self._ports.signature(endpoint))
         for tier in self.tiers:
             for policy in tier.policies:
                 out.append(entity is not None and self._selects(policy, entity, is_wep))

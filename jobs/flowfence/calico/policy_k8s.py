@@ -204,7 +204,7 @@ def _port(ctx: Context, value: Any, path: str) -> tuple[int | None, PortMatch | 
     if isinstance(port, str) and not port.isdigit():
         if not _NAMED_PORT.fullmatch(port):
             raise ctx.error(f"{path}.port: bad port {port!r}")
-        ctx.warn(f"{path}.port: named port {port!r} is not supported; it never matches")
+        # Resolved per destination pod at evaluation (named_ports.py), like Kubernetes does.
         return protocol, PortMatch((), (port,))
     if isinstance(port, bool) or not isinstance(port, int | str):
         raise ctx.error(f"{path}.port: bad port {port!r}")

@@ -5,8 +5,9 @@ tell us is modelled explicitly instead of silently widened or narrowed:
 
 - `icmp`/`notICMP` and `http` are ignored with a warning (flow logs carry no ICMP type or L7
   request; an L7 rule still admits the L4 connection that the flow log records);
-- named ports never match (we do not know which pod port carries the name), so a rule can only
-  lose matches, never gain them; a named port in `notPorts` makes the whole rule unmatchable;
+- named ports are kept by name and resolved at evaluation against the destination's pods from
+  the inventory (named_ports.py); without one they never match, so a rule can only lose
+  matches, never gain them; a named port in `notPorts` makes the whole rule unmatchable;
 - `source.services` is unsupported (flow logs carry no source service) and never matches.
 
 Manifests are parsed through a `Context` that knows the file and object, so every warning and
@@ -132,7 +133,7 @@ class PortRange:
 
 @dataclass(frozen=True)
 class PortMatch:
-    """`ports`/`notPorts`: numeric ranges plus named ports (which we cannot resolve)."""
+    """`ports`/`notPorts`: numeric ranges plus named ports (resolved by named_ports.py)."""
 
     ranges: tuple[PortRange, ...]
     named: tuple[str, ...] = ()
@@ -246,8 +247,7 @@ def parse_ports(ctx: Context, value: Any, path: str) -> PortMatch | None:
             low, high = item.split(":")
             ranges.append(_port_range(ctx, int(low), int(high), where))
         elif isinstance(item, str) and _NAMED_PORT.fullmatch(item):
-            ctx.warn(f"{where}: named port {item!r} is not supported; it never matches")
-            named.append(item)
+            named.append(item)  # resolved at evaluation; named_ports.py counts the unresolved
         else:
             raise ctx.error(f"{where}: bad port {item!r}")
     return PortMatch(tuple(ranges), tuple(named))

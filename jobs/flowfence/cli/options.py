@@ -3,7 +3,7 @@
 Times: every time option (`--now`, `--since`, `--until`, `--expires`, `--start`) is RFC 3339
 with an offset and goes through `core.times`; a time without one is refused (exit 2) with a
 hint to append `Z`. DuckDB resources: `run` and `replay` take the same `--memory-limit`,
-`--threads` and `--temp-dir`, with the same environment variables.
+`--threads` and `--temp-dir`, with the same environment variables, and the same `--inventory`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ Threads = Annotated[
 TempDir = Annotated[
     Path | None,
     typer.Option("--temp-dir", envvar="FLOWFENCE_TEMP_DIR", help="DuckDB spill directory."),
+]
+Inventory = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        help="`kubectl get pods -A -o json` output: resolves named ports (`port: http`) "
+        "against the destination pods' container ports. From `kubectl get pods,namespaces -A "
+        "-o json` it also gives the namespace list and labels, unless --namespaces is given "
+        "(which takes precedence).",
+        exists=True,
+        dir_okay=False,
+    ),
 ]
 Now = Annotated[
     str | None,

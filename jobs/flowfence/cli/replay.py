@@ -7,6 +7,7 @@ the one-line denial notice to stderr; `--fail-on-deny` exits 3 when anything wou
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flowfence.calico import inventory, named_ports
 from flowfence.calico.policy_docs import load_namespaces, load_policies
 from flowfence.cli import options
 from flowfence.config.settings import load_settings
@@ -97,7 +99,11 @@ def replay_command(
     ] = None,
     namespaces: Annotated[
         Path | None,
-        typer.Option("--namespaces", help="`kubectl get namespaces -o yaml` output."),
+        typer.Option(
+            "--namespaces",
+            help="`kubectl get namespaces -o yaml` output; takes precedence over Namespace "
+            "items in --inventory.",
+        ),
     ] = None,
     settings_file: Annotated[
         Path | None,
@@ -109,6 +115,7 @@ def replay_command(
             dir_okay=False,
         ),
     ] = None,
+    inventory_file: options.Inventory = None,
     output: Annotated[
         Output, typer.Option("--output", help="table, markdown or json.")
     ] = Output.TABLE,
@@ -127,7 +134,13 @@ def replay_command(
         None, settings_file, memory_limit=memory_limit, threads=threads, temp_dir=temp_dir
     )
     policy_set = load_policies(policies)
-    labels = load_namespaces(namespaces) if namespaces is not None else None
+    given = load_namespaces(namespaces) if namespaces is not None else None
+    inv = inventory.load_inventory(inventory_file) if inventory_file is not None else None
+    labels = inventory.namespace_labels(inv, given)
+    notes = inventory.notes(inv, namespaces_given=given is not None) if inv is not None else ()
+    # Reported with the policy set's own warnings: why named-port rules may match nothing.
+    notes += named_ports.unresolved_notes(policy_set, inv)
+    policy_set = dataclasses.replace(policy_set, warnings=(*policy_set.warnings, *notes))
     con = database.connect(limits)
     try:
         sources.bind_flows(con, flows, since=since_at, until=until_at)
@@ -135,7 +148,12 @@ def replay_command(
     finally:
         con.close()
     report = replay.compute(
-        frame, policy_set, namespaces=labels, tier=tier, tier_orders=known_tier_orders(limits)
+        frame,
+        policy_set,
+        namespaces=labels,
+        tier=tier,
+        tier_orders=known_tier_orders(limits),
+        named_ports=named_ports.NamedPorts(inv),
     )
     if output is Output.JSON:
         typer.echo(replay_render.to_json(report), nl=False)

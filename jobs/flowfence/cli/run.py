@@ -165,11 +165,13 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--namespaces",
                 help="`kubectl get namespaces -o yaml` output: namespace labels for the "
-                "selector, and namespaces without traffic (NoData).",
+                "selector, and namespaces without traffic (NoData). Takes precedence over "
+                "Namespace items in --inventory.",
                 exists=True,
                 dir_okay=False,
             ),
         ] = None,
+        inventory_file: options.Inventory = None,
         now: options.Now = None,
         flavor: Annotated[
             str | None,
@@ -294,6 +296,7 @@ def register(app: typer.Typer) -> None:
                 now=options.now_option(now),
                 existing_policies=existing_policies,
                 namespaces_file=namespaces_file,
+                inventory_file=inventory_file,
                 state=None if state is None else state_store.location(state),
                 prune_stale=prune_stale,
                 git_commit=git_commit or git_push,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flowfence.calico import edge_classes
+from flowfence.calico import edge_classes, inventory, named_ports
 from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import PolicySet
 from flowfence.calico.policy_docs import load_policies
@@ -21,9 +21,12 @@ from flowfence.state import lifecycle
 
 
 def existing_decider(
-    policy_set: PolicySet, ns_labels: Mapping[str, Mapping[str, str]], before: float
+    policy_set: PolicySet,
+    ns_labels: Mapping[str, Mapping[str, str]],
+    before: float,
+    ports: named_ports.NamedPorts | None = None,
 ) -> exclude.DecidedBefore:
-    evaluator = Evaluator(policy_set, namespaces=ns_labels)
+    evaluator = Evaluator(policy_set, namespaces=ns_labels, named_ports=ports)
 
     def decided(frame: pl.DataFrame) -> pl.Series:
         # One evaluation per class of edges the policies cannot tell apart, not per edge.
@@ -73,22 +76,32 @@ def select(
     previous: Mapping[str, lifecycle.NamespaceState],
     origin: datetime,
     now: datetime,
+    *,
+    inventory_file: Path | None = None,
 ) -> Selected:
     """Select namespaces, drop what tiers before ours decide, and keep each namespace's
-    evidence inside its learning window (`previous` gives the windows of known namespaces)."""
+    evidence inside its learning window (`previous` gives the windows of known namespaces).
+    The inventory resolves named ports in the existing policies and, without a namespaces
+    file, gives the namespace list and labels when it lists Namespaces."""
     ns_file = namespaces.load_namespaces(namespaces_file) if namespaces_file else None
-    file_labels = ns_file.labels if ns_file else None
+    inv = inventory.load_inventory(inventory_file) if inventory_file else None
+    file_labels = inventory.namespace_labels(inv, ns_file.labels if ns_file else None)
     selection = namespaces.select_namespaces(
         namespaces.discover_namespaces(good), file_labels, settings
     )
     decider = None
     policy_set = None
     warnings: list[str] = list(ns_file.problems) if ns_file else []
+    if inv is not None:
+        warnings.extend(inventory.notes(inv, namespaces_given=ns_file is not None))
     tier_orders = exclude.known_tier_orders(settings)
     if existing_policies is not None:
         policy_set = load_policies(existing_policies)
         warnings.extend(policy_set.warnings)
-        decider = existing_decider(policy_set, file_labels or {}, settings.tier_order)
+        warnings.extend(named_ports.unresolved_notes(policy_set, inv))
+        decider = existing_decider(
+            policy_set, file_labels or {}, settings.tier_order, named_ports.NamedPorts(inv)
+        )
         # The Tier manifests tell the trace check where tiers not built into Calico sit.
         for tier in policy_set.tiers:
             if tier.name != settings.tier_name:

@@ -27,6 +27,7 @@ import polars as pl
 
 from flowfence.calico import edge_classes
 from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
+from flowfence.calico.named_ports import NamedPorts
 from flowfence.calico.policies import Direction, PolicySet
 from flowfence.core.errors import ConfigError
 from flowfence.learn.exclude import BUILTIN_TIER_ORDERS
@@ -133,18 +134,20 @@ def compute(
     namespaces: Mapping[str, Mapping[str, str]] | None = None,
     tier: str | None = None,
     tier_orders: Mapping[str, float | None] | None = None,
+    named_ports: NamedPorts | None = None,
 ) -> ReplayReport:
     """Replay `edges` (EDGE_SCHEMA) through `policies`, staged policies previewed as enforced.
 
     tier: report only that tier's policies and the denials it decides (ConfigError if the
     policy set has no such tier). tier_orders: where tiers outside the set sit, for the
     decided-earlier check (`learn.exclude.known_tier_orders`; Calico's and the operator's
-    tiers by default); the set's own Tier manifests fill in the rest.
+    tiers by default); the set's own Tier manifests fill in the rest. named_ports: the
+    inventory's named ports (named_ports.py).
     """
     if tier is not None and policies.tier(tier) is None:
         known = ", ".join(t.name for t in policies.tiers)
         raise ConfigError(f"--tier {tier!r}: no such tier (known: {known})")
-    evaluator = Evaluator(policies, namespaces=namespaces, staged=True)
+    evaluator = Evaluator(policies, namespaces=namespaces, staged=True, named_ports=named_ports)
     tallies: dict[tuple[str, str, bool], _Counter] = {}
     for t in evaluator.tiers:
         for p in t.policies:

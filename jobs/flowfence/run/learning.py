@@ -44,12 +44,20 @@ def learn(
     namespaces_file: Path | None,
     existing_policies: Path | None,
     prune_stale: bool,
+    inventory_file: Path | None = None,
 ) -> Learned:
     """The state keeps edges as read (unscreened): every run screens the merged edges, so what
     is rejected and counted is exactly what a single read of all the data would give."""
     good, rejections = names.screen(merged.edges.drop("day_list").with_row_index(_ROW))
     chosen = select.select(
-        settings, namespaces_file, existing_policies, good, previous, origin, now
+        settings,
+        namespaces_file,
+        existing_policies,
+        good,
+        previous,
+        origin,
+        now,
+        inventory_file=inventory_file,
     )
     selected = chosen.selection.selected
     sets = (

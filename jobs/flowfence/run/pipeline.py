@@ -60,6 +60,7 @@ class RunRequest:
     now: datetime
     existing_policies: Path | None = None
     namespaces_file: Path | None = None
+    inventory_file: Path | None = None  # `kubectl get pods -A -o json`: named ports, namespaces
     state: Path | str | None = None  # the state directory or s3:// prefix; DIR/state when None
     prune_stale: bool = False
     git_commit: bool = False  # commit DIR's policies, decisions and report (gitops.py)
@@ -207,6 +208,7 @@ def derive(
         namespaces_file=request.namespaces_file,
         existing_policies=request.existing_policies,
         prune_stale=request.prune_stale,
+        inventory_file=request.inventory_file,
     )
     recs, chosen = learned.recs, learned.selected
     # Each policy document is built once: its digest decides the status, which is then set.
