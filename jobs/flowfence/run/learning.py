@@ -44,12 +44,13 @@ def learn(
     namespaces_file: Path | None,
     existing_policies: Path | None,
     prune_stale: bool,
+    deleted: Mapping[str, datetime] | None = None,
 ) -> Learned:
     """The state keeps edges as read (unscreened): every run screens the merged edges, so what
     is rejected and counted is exactly what a single read of all the data would give."""
     good, rejections = names.screen(merged.edges.drop("day_list").with_row_index(_ROW))
     chosen = select.select(
-        settings, namespaces_file, existing_policies, good, previous, origin, now
+        settings, namespaces_file, existing_policies, good, previous, origin, now, deleted
     )
     selected = chosen.selection.selected
     recs = rules.build(chosen.learnable, selected, settings)
