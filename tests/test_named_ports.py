@@ -192,7 +192,10 @@ def test_run_resolves_named_ports_of_existing_policies(
         "spec": {"containers": [{"ports": [{"name": "postgres", "containerPort": 5432}]}]},
     }
     ns = {"kind": "Namespace", "metadata": {"name": "quiet", "labels": {"team": "x"}}}
-    inventory = write(tmp_path / "inv.json", inventory_doc(pg, ns))  # fmt: skip
+    # The namespace list is the cluster's: the flows' own namespaces are in it too (one it
+    # does not list is deleted and gets no policy).
+    live = [{"kind": "Namespace", "metadata": {"name": name}} for name in ("shop", "db")]
+    inventory = write(tmp_path / "inv.json", inventory_doc(pg, ns, *live))  # fmt: skip
 
     def run(out: str, *extra: str) -> dict[str, Any]:
         args = ["run", "--flows", flows, "--out", tmp_path / out, "--now", FLOW_NOW,

@@ -9,6 +9,7 @@ from flowfence.config.settings import Settings
 from flowfence.core.errors import ConfigError
 from flowfence.flows.edges import EDGE_SCHEMA
 from flowfence.learn.namespaces import (
+    DELETED,
     INVALID_NAME,
     NOT_SELECTED,
     discover_namespaces,
@@ -137,9 +138,23 @@ def test_label_selector_needs_the_namespaces_file(tmp_path: Path) -> None:
     settings = Settings(namespace_selector="env in {'prod', 'dev'}")
     result = select_namespaces(["shop", "gone"], nsfile.labels, settings)
     assert result.selected == ("shop", "staging")  # staging comes from the file alone
-    assert dict(result.excluded) == {"gone": NOT_SELECTED, "kube-system": NOT_SELECTED}
-    assert result.not_in_file == ("gone",)
+    # Absent from the file: deleted from the cluster, whatever the selector says.
+    assert dict(result.excluded) == {"gone": DELETED, "kube-system": NOT_SELECTED}
+    assert result.not_in_file == ("gone",) and result.deleted == ("gone",)
     assert select_namespaces(["shop"], None, settings).selected == ()
+
+
+def test_deleted_namespaces_with_and_without_the_file(tmp_path: Path) -> None:
+    labels = load_namespaces(_write(tmp_path, KUBECTL_LIST)).labels
+    settings = Settings(namespace_selector="all()")
+    # With the file: a known namespace absent from it is deleted even without flows, and a
+    # namespace recorded as gone is back as soon as the file lists it.
+    found = select_namespaces(["shop"], labels, settings, known=["old"], gone={"shop"})
+    assert found.deleted == ("old",) and "shop" in found.selected
+    # Without the file only the namespaces recorded as gone are deleted; known ones without
+    # flows are not brought in.
+    bare = select_namespaces(["shop", "back"], None, settings, known=["old"], gone={"shop"})
+    assert (bare.selected, bare.deleted) == (("back",), ("shop",))
 
 
 def test_invalid_discovered_names_are_excluded_escaped() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,13 +34,13 @@ def _change_text(ns: run_report.NamespaceEntry) -> str:
     return ns.change + (rules if ns.added_rules or ns.removed_rules else "")
 
 
-def _summary(result: pipeline.RunResult, out: Path) -> None:
-    report = result.computation.report
-    console = Console(highlight=False, soft_wrap=True)
-    table = Table(title=f"flowfence: {report.window['since']} .. {report.window['until']}")
-    for column in ("namespace", "status", "action", "change", "egress", "ingress", "drift",
-                   "stale", "notes"):  # fmt: skip
-        table.add_column(column)
+COLUMNS = ("namespace", "status", "action", "change", "egress", "ingress", "drift", "stale",
+           "notes")  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _rows(report: run_report.RunReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for ns in report.namespaces:
         egress = sum(1 for r in ns.rules if r.direction == "egress")
         ingress = len(ns.rules) - egress
@@ -48,45 +49,78 @@ def _summary(result: pipeline.RunResult, out: Path) -> None:
         if ns.previous_status is not None and ns.previous_status != ns.status:
             status = f"{ns.previous_status} -> {ns.status}"
         action = ns.decision["decision"] if ns.decision else ns.stagedAction
-        # Text(): report strings are data, never rich markup.
-        table.add_row(
-            *(Text(v) for v in (ns.namespace, status, action, _change_text(ns), str(egress),
-              str(ingress), str(len(ns.drift) or ""), str(len(ns.stale_rules) or ""), notes)),
+        rows.append(
+            (ns.namespace, status, action, _change_text(ns), str(egress), str(ingress),
+             str(len(ns.drift) or ""), str(len(ns.stale_rules) or ""), notes)
         )  # fmt: skip
-    console.print(table)
-    console.print(
-        Text(report_md.summary_line(markdown_model.from_report(report)).replace("**", ""))
-    )
+    return rows
+
+
+def _plain(text: str) -> str:
+    """One field of a log line: no tab, newline or other control character (no ANSI)."""
+    return _CONTROL.sub(" ", text)
+
+
+def _lines(result: pipeline.RunResult, out: Path) -> list[str]:
+    """The summary's sentences after the table."""
+    report = result.computation.report
     counts = run_report.summary_counts(report)
-    console.print(
+    lines = [
+        report_md.summary_line(markdown_model.from_report(report)).replace("**", ""),
         f"{counts['namespaces']} policies, {counts['egress_rules']} egress and "
         f"{counts['ingress_rules']} ingress rules; {counts['excluded_flows']} flows left to "
         f"higher tiers; {counts['rejected_flows']} flows rejected. "
-        f"Wrote {len(result.written)} files, removed {len(result.removed)} in {out}."
-    )
+        f"Wrote {len(result.written)} files, removed {len(result.removed)} in {out}.",
+    ]
     reads = result.computation.reads
     if reads is not None:
         read = sum(b.files for b in reads.batches)
         rows = sum(b.rows for b in reads.batches)
         generation = report.incremental.get("generation")
         saved = f"state generation {generation}" if result.committed else "state unchanged"
-        console.print(f"Read {read} files ({rows} rows) this run; {saved}.")
+        lines.append(f"Read {read} files ({rows} rows) this run; {saved}.")
     if counts["stale_rules"]:
-        console.print(
+        lines.append(
             f"{counts['stale_rules']} stale rules proposed for removal (see report.md; "
             "--prune-stale removes them)."
         )
     for lapsed in report.lapsed_decisions:
-        console.print(
-            Text(f"Decision for {lapsed['namespace']} expired {lapsed['expires']}: learning again.")
+        lines.append(
+            f"Decision for {lapsed['namespace']} expired {lapsed['expires']}: learning again."
         )
     if result.commit is not None:
         if result.commit.committed:
             subject = result.commit.message.splitlines()[0]
             pushed = " and pushed" if result.commit.pushed else ""
-            console.print(Text(f"Committed{pushed} {result.commit.commit}: {subject}"))
+            lines.append(f"Committed{pushed} {result.commit.commit}: {subject}")
         else:
-            console.print("Nothing to commit: no policy or decision changed.")
+            lines.append("Nothing to commit: no policy or decision changed.")
+    return lines
+
+
+def _summary(result: pipeline.RunResult, out: Path) -> None:
+    """A table on a terminal. Elsewhere (a CronJob's log, a pipe) plain lines, never cut to a
+    terminal's width: the title, a tab-separated header and one tab-separated line per
+    namespace (empty cells `-`), then the sentences."""
+    report = result.computation.report
+    title = f"flowfence: {report.window['since']} .. {report.window['until']}"
+    rows, lines = _rows(report), _lines(result, out)
+    if not sys.stdout.isatty():
+        typer.echo(title)
+        for row in (COLUMNS, *rows):
+            typer.echo("\t".join(_plain(cell) or "-" for cell in row))
+        for line in lines:
+            typer.echo(_plain(line))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(v) for v in row))  # Text(): report strings are data, not markup
+    console.print(table)
+    for line in lines:
+        console.print(Text(line))
 
 
 @contextmanager
@@ -164,8 +198,9 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--namespaces",
-                help="`kubectl get namespaces -o yaml` output: namespace labels for the "
-                "selector, and namespaces without traffic (NoData). Takes precedence over "
+                help="`kubectl get namespaces -o yaml` output, the cluster's namespaces: "
+                "labels for the selector, namespaces without traffic (NoData); a namespace "
+                "it does not list is deleted and loses its policy. Takes precedence over "
                 "Namespace items in --inventory.",
                 exists=True,
                 dir_okay=False,

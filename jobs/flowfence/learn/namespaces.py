@@ -6,12 +6,18 @@ against `namespaceSpec.selector` with the labels Calico gives a namespace profil
 `projectcalico.org/name` and `kubernetes.io/metadata.name` set to its name, plus the labels from
 the file. Without a file only the name labels exist, which is all the Calico Enterprise engine
 ever uses (it tests the selector against `{projectcalico.org/name: <ns>}` alone).
+
+The file is the cluster's list of namespaces: a namespace seen in the flows (or known from the
+state) but absent from it is deleted, and gets no recommendation, as Calico deletes the
+recommendation of a deleted namespace. Without a file the tool cannot tell, except for the
+namespaces the state already records as deleted (`gone`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -27,6 +33,7 @@ from flowfence.core.errors import ConfigError
 NAME_LABELS = ("projectcalico.org/name", "kubernetes.io/metadata.name")
 NOT_SELECTED = "not selected by namespaceSpec.selector"
 INVALID_NAME = "invalid namespace name"
+DELETED = "namespace deleted"
 
 NamespaceLabels = Mapping[str, Mapping[str, str]]
 
@@ -44,6 +51,11 @@ class SelectedNamespaces:
     selected: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...]  # (name, reason), sorted by name
     not_in_file: tuple[str, ...] = ()  # seen in flows, absent from the namespaces file
+
+    @property
+    def deleted(self) -> tuple[str, ...]:
+        """The namespaces excluded because they are deleted (sorted)."""
+        return tuple(name for name, reason in self.excluded if reason == DELETED)
 
 
 def _items(doc: Any, where: str) -> list[Any]:
@@ -119,18 +131,45 @@ def discover_namespaces(edges: pl.DataFrame) -> list[str]:
     return sorted(found.drop_nulls().unique().to_list())
 
 
+def last_flows(edges: pl.DataFrame) -> dict[str, datetime]:
+    """Newest flow per namespace with a workload on either side (any action)."""
+    sides = [
+        edges.filter(pl.col(f"{side}_type") == "wep").select(
+            pl.col(f"{side}_namespace").alias("namespace"), "last_seen"
+        )
+        for side in ("source", "dest")
+    ]
+    both = pl.concat(sides).drop_nulls("namespace")
+    newest = both.group_by("namespace").agg(pl.col("last_seen").max())
+    return dict(newest.iter_rows())
+
+
 def select_namespaces(
-    discovered: Iterable[str], file_labels: NamespaceLabels | None, settings: Settings
+    discovered: Iterable[str],
+    file_labels: NamespaceLabels | None,
+    settings: Settings,
+    *,
+    known: Iterable[str] = (),
+    gone: Collection[str] = (),
 ) -> SelectedNamespaces:
-    """Apply `namespaceSpec.selector` to every namespace seen in the flows or in the file."""
+    """Apply `namespaceSpec.selector` to every namespace seen in the flows or in the file.
+
+    A namespace absent from the file is deleted (`DELETED`), and so are `known` namespaces
+    (those the state holds) absent from it, even without flows: their removal has a reason.
+    Without a file, `gone` (recorded as deleted, no flow since) stays deleted."""
     selector = parse(settings.namespace_selector)
     seen = set(discovered)
     names = seen | set(file_labels or {})
+    if file_labels is not None:
+        names |= set(known)
     selected: list[str] = []
     excluded: list[tuple[str, str]] = []
     for name in sorted(names):
+        absent = name not in file_labels if file_labels is not None else name in gone
         if not is_dns1123_label(name):
             excluded.append((sample(name), INVALID_NAME))
+        elif absent:
+            excluded.append((name, DELETED))
         elif selector.matches(namespace_labels(name, file_labels)):
             selected.append(name)
         else:

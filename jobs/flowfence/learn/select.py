@@ -56,6 +56,28 @@ def learning_window(
     )
 
 
+def still_gone(good: pl.DataFrame, deleted: Mapping[str, datetime]) -> set[str]:
+    """The deleted namespaces without a flow since their deletion was seen: without
+    `--namespaces`, a flow after it is all that tells a namespace came back."""
+    if not deleted:
+        return set()
+    newest = namespaces.last_flows(good)
+    return {ns for ns, at in deleted.items() if ns not in newest or newest[ns] <= at}
+
+
+def _since(
+    ns: str,
+    previous: Mapping[str, lifecycle.NamespaceState],
+    deleted: Mapping[str, datetime],
+    lookback: datetime,
+) -> datetime:
+    """A namespace's learning window: kept while it learns; a namespace that comes back
+    after its deletion learns afresh, from nothing older than the deletion."""
+    if ns in previous:
+        return previous[ns].learning_since
+    return max(lookback, deleted[ns]) if ns in deleted else lookback
+
+
 @dataclass(frozen=True)
 class Selected:
     """The selected namespaces and the edges they learn from (screened, excluded, windowed)."""
@@ -78,16 +100,23 @@ def select(
     now: datetime,
     *,
     inventory_file: Path | None = None,
+    deleted: Mapping[str, datetime] | None = None,
 ) -> Selected:
     """Select namespaces, drop what tiers before ours decide, and keep each namespace's
     evidence inside its learning window (`previous` gives the windows of known namespaces).
     The inventory resolves named ports in the existing policies and, without a namespaces
-    file, gives the namespace list and labels when it lists Namespaces."""
+    file, gives the namespace list and labels when it lists Namespaces. `deleted`: when the
+    state saw each deleted namespace go (lifecycle.deleted)."""
     ns_file = namespaces.load_namespaces(namespaces_file) if namespaces_file else None
     inv = inventory.load_inventory(inventory_file) if inventory_file else None
     file_labels = inventory.namespace_labels(inv, ns_file.labels if ns_file else None)
+    deleted = deleted or {}
     selection = namespaces.select_namespaces(
-        namespaces.discover_namespaces(good), file_labels, settings
+        namespaces.discover_namespaces(good),
+        file_labels,
+        settings,
+        known=previous,
+        gone=still_gone(good, deleted),
     )
     decider = None
     policy_set = None
@@ -109,9 +138,7 @@ def select(
     learnable, excluded = exclude.exclude(
         good, selection.selected, settings, tier_orders=tier_orders, decided_before=decider
     )
-    since = {
-        ns: previous[ns].learning_since if ns in previous else now - settings.initial_lookback
-        for ns in selection.selected
-    }
+    since = {ns: _since(ns, previous, deleted, now - settings.initial_lookback)
+             for ns in selection.selected}  # fmt: skip
     learnable = learning_window(learnable, since, origin)
     return Selected(selection, learnable, excluded, since, tuple(warnings), policy_set)

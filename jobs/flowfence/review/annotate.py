@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from flowfence.config.settings import Settings
+from flowfence.learn.namespaces import DELETED
 from flowfence.render.manifests import policy_name
 from flowfence.report import run_report
 from flowfence.report.change_set import rule_view
@@ -52,8 +53,9 @@ def annotate(
     settings: Settings,
 ) -> run_report.RunReport:
     """The run report with the review: per-namespace changes, decisions, drift, stale rules,
-    and the plan. Namespaces whose manifest went away without being selected any more (gone
-    from the cluster, deselected) get an entry of their own so the removal is reported."""
+    and the plan. Namespaces whose manifest went away without being selected any more get an
+    entry of their own so the removal is reported, with its reason as a note: a namespace
+    deleted from the cluster (status `Deleted`), or one the selector no longer selects."""
     stale: dict[str, list[run_report.RuleEntry]] = {}
     for row in report.stale_rules:
         stale.setdefault(row.namespace, []).append(row.rule)
@@ -63,11 +65,16 @@ def annotate(
         )
         for e in report.namespaces
     }
+    # Why a namespace without a recommendation is gone: deleted, or no longer selected.
+    reasons = {e["namespace"]: e["reason"] for e in report.excluded_namespaces}
     for c in checked.changes.namespaces:
         if c.namespace not in entries and c.change == "removed":
+            reason = reasons.get(c.namespace)
             gone = run_report.NamespaceEntry(
-                c.namespace, policy_name(settings, c.namespace), "NoData", "",
+                c.namespace, policy_name(settings, c.namespace),
+                "Deleted" if reason == DELETED else "NoData", "",
                 checked.applied.staged_actions.get(c.namespace, "Learn"), None, (),
+                notes=(reason,) if reason else (),
             )  # fmt: skip
             entries[c.namespace] = _entry(gone, checked, previous_status.get(c.namespace), ())
     namespaces = tuple(entries[ns] for ns in sorted(entries))

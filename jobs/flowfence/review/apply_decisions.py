@@ -5,7 +5,9 @@
 - `enforce` turns that policy into an enforced `NetworkPolicy`;
 - `dismiss` drops the namespace's policy;
 - a namespace enforced in the cluster (an enforced NetworkPolicy in our tier among
-  `--existing-policies`) gets no policy and stops learning, unless a decision says otherwise.
+  `--existing-policies`) gets no policy and stops learning, unless a decision says otherwise;
+- a deleted namespace gets no policy whatever its decision says: Calico deletes the policies
+  of a deleted namespace, so a frozen one would be applied to nothing.
 
 The kustomization is built once, over the documents that remain. Only the previous manifests
 (what the reviewers saw, read from disk) are parsed; this run's documents never are.
@@ -95,6 +97,7 @@ def apply(
     now: datetime,
     *,
     enforced_in_cluster: Iterable[str] = (),
+    deleted: Iterable[str] = (),
 ) -> Applied:
     """Apply the decisions in force at `now` to a run's documents (`policies/...`: the Tier and
     the learned policies; a kustomization among them is left out and built again).
@@ -104,11 +107,13 @@ def apply(
     this run's document. Other documents pass through as they are.
     """
     active, lapsed = decisions.active(now), decisions.expired(now)
-    cluster = set(enforced_in_cluster)
+    cluster, gone = set(enforced_in_cluster), set(deleted)
     out = {rel: doc for rel, doc in documents.items() if rel != KUSTOMIZATION}
+    for ns in gone:
+        out.pop(f"{POLICIES}/{ns}.yaml", None)
     staged: dict[str, str] = {}
     frozen: dict[str, PolicyDoc] = {}
-    for ns in sorted({*active, *cluster}):
+    for ns in sorted({*active, *cluster} - gone):
         rel, decision = f"{POLICIES}/{ns}.yaml", active.get(ns)
         if decision is None or decision.decision == "dismiss":
             out.pop(rel, None)

@@ -45,6 +45,7 @@ def learn(
     existing_policies: Path | None,
     prune_stale: bool,
     inventory_file: Path | None = None,
+    deleted: Mapping[str, datetime] | None = None,
 ) -> Learned:
     """The state keeps edges as read (unscreened): every run screens the merged edges, so what
     is rejected and counted is exactly what a single read of all the data would give."""
@@ -58,6 +59,7 @@ def learn(
         origin,
         now,
         inventory_file=inventory_file,
+        deleted=deleted,
     )
     selected = chosen.selection.selected
     sets = (

@@ -60,11 +60,14 @@ def after(
     now: datetime,
     *,
     states: Mapping[str, lifecycle.NamespaceState],
+    deleted: Mapping[str, lifecycle.NamespaceState],
     sealed_nonempty: Collection[str],
     manifests: pl.DataFrame,
     baseline: pl.DataFrame,
 ) -> tables.State:
-    """The state after this run (its run log still that of `prior`: see `log_run`)."""
+    """The state after this run (its run log still that of `prior`: see `log_run`). The
+    namespaces table holds `states`, the selected namespaces, and the markers of the `deleted`
+    ones (lifecycle.deleted)."""
     generation = prior.generation + 1
     return tables.State(
         generation=prior.generation,
@@ -74,7 +77,8 @@ def after(
         edges=merged.sealed,
         activity=merged.sealed_activity,
         namespaces=pl.DataFrame(
-            [asdict(s) for _, s in sorted(states.items())], schema=tables.NAMESPACES_SCHEMA
+            [asdict(s) for _, s in sorted({**deleted, **states}.items())],
+            schema=tables.NAMESPACES_SCHEMA,
         ),
         files=incremental.sealed_files(prior.files, plan.seal, sealed_nonempty, generation),
         runs=prior.runs,

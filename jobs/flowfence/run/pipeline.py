@@ -199,6 +199,7 @@ def derive(
     settings = request.settings
     now = times.naive_utc(request.now)
     previous = statuses.previous_states(prior)
+    markers = statuses.deleted_states(prior)
     learned = learning.learn(
         settings,
         next_state.merge(prior, reads.seal, reads.open, reads.backfill),
@@ -209,8 +210,10 @@ def derive(
         existing_policies=request.existing_policies,
         prune_stale=request.prune_stale,
         inventory_file=request.inventory_file,
+        deleted={ns: m.learning_since for ns, m in markers.items()},
     )
     recs, chosen = learned.recs, learned.selected
+    deleted = chosen.selection.deleted
     # Each policy document is built once: its digest decides the status, which is then set.
     docs = manifests.policy_documents(recs, settings)
     states = statuses.decide(
@@ -234,6 +237,7 @@ def derive(
         decided if decided is not None else decisions.load(request.out),
         request.now.astimezone(UTC),
         enforced_in_cluster=tuple(in_cluster),
+        deleted=deleted,
     )
     files, written = yaml_files.render(applied.documents, prior.manifests, cached)
     checked = outcome.review(
@@ -247,6 +251,7 @@ def derive(
     after = next_state.after(
         prior, plan, learned.merged, now,
         states=states,
+        deleted=statuses.deleted_after(deleted, previous, markers, now),
         sealed_nonempty=reads.seal.nonempty | reads.backfill.nonempty,
         manifests=written,
         baseline=baseline.baseline_table(

@@ -11,28 +11,42 @@ from typing import Any
 import polars as pl
 
 from flowfence.config.settings import Settings
+from flowfence.learn import namespaces
 from flowfence.learn.model import Recommendation
 from flowfence.state import lifecycle, rhythm, tables
 
 
 def previous_states(prior: tables.State) -> dict[str, lifecycle.NamespaceState]:
+    """The namespaces the previous run selected (deleted namespaces' markers left out)."""
     return {
         row["namespace"]: lifecycle.NamespaceState(**row)
         for row in prior.namespaces.iter_rows(named=True)
+        if row["status"] != lifecycle.DELETED
     }
 
 
-def last_flows(edges: pl.DataFrame) -> dict[str, datetime]:
-    """Newest flow per namespace with a workload on either side (any action)."""
-    sides = [
-        edges.filter(pl.col(f"{side}_type") == "wep").select(
-            pl.col(f"{side}_namespace").alias("namespace"), "last_seen"
-        )
-        for side in ("source", "dest")
-    ]
-    both = pl.concat(sides).drop_nulls("namespace")
-    newest = both.group_by("namespace").agg(pl.col("last_seen").max())
-    return dict(newest.iter_rows())
+def deleted_states(prior: tables.State) -> dict[str, lifecycle.NamespaceState]:
+    """The markers of the namespaces the state records as deleted (lifecycle.deleted)."""
+    return {
+        row["namespace"]: lifecycle.NamespaceState(**row)
+        for row in prior.namespaces.iter_rows(named=True)
+        if row["status"] == lifecycle.DELETED
+    }
+
+
+def deleted_after(
+    deleted: Sequence[str],
+    previous: Mapping[str, lifecycle.NamespaceState],
+    markers: Mapping[str, lifecycle.NamespaceState],
+    now: datetime,
+) -> dict[str, lifecycle.NamespaceState]:
+    """The markers after this run, for the namespaces it found `deleted`: a marker already
+    kept stays as it was (the deletion was seen then); a namespace the previous run selected
+    gets one now. A marker whose namespace no flow in the state names any more is dropped:
+    nothing is left to bring it back."""
+    kept = {ns: markers[ns] for ns in deleted if ns in markers}
+    new = {ns: lifecycle.deleted(previous[ns], now) for ns in deleted if ns in previous}
+    return {**new, **kept}
 
 
 def decide(
@@ -52,7 +66,7 @@ def decide(
     before any pruning, since pruned evidence was still traffic."""
     newest = edges.get_column("last_seen").max() if edges.height else None
     newest_flow = newest if isinstance(newest, datetime) else None
-    last_flow = last_flows(edges)
+    last_flow = namespaces.last_flows(edges)
     rhythms = rhythm.detect_all(activity)
     timing = lifecycle.Timing(
         settings.interval, settings.stabilization_period, settings.stale_namespace_period

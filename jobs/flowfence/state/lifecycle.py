@@ -13,6 +13,11 @@ the stabilization period. Two statuses Calico defines but never sets come first:
   newest flow in the state (measured against the data, not the clock, so a pause in the flow
   logs does not turn every namespace stale).
 
+A namespace deleted from the cluster (absent from `--namespaces`) keeps a row with status
+`Deleted`, a marker of the state only, never written into a policy: `learning_since` is when
+the deletion was seen, so old flows still in the state do not bring it back and, should it
+return, it learns only from what came after (`deleted`).
+
 Schedule-aware: for a namespace with a daily or weekly rhythm (rhythm.py), `Stable` also
 needs one full period of data (a day, a week) observed since the last change; until then it
 stays `Stabilizing`. Everything derives from the state, the data and `--now`, so identical
@@ -29,8 +34,9 @@ from typing import Any, Literal
 
 from flowfence.state.rhythm import PERIOD, Rhythm
 
-Status = Literal["Learning", "Stabilizing", "Stable", "NoData", "Stale"]
+Status = Literal["Learning", "Stabilizing", "Stable", "NoData", "Stale", "Deleted"]
 STAGED_ACTION = "Learn"
+DELETED: Status = "Deleted"
 
 
 def status(
@@ -143,4 +149,20 @@ def decide(
         rules=rules,
         rhythm=rhythm,
         last_flow=last_flow,
+    )
+
+
+def deleted(previous: NamespaceState, now: datetime) -> NamespaceState:
+    """The marker of a namespace seen deleted at `now` (see the module doc)."""
+    return NamespaceState(
+        namespace=previous.namespace,
+        status=DELETED,
+        last_updated=now,
+        staged_action=previous.staged_action,
+        digest=EMPTY_DIGEST,
+        first_run=previous.first_run,
+        learning_since=now,
+        rules=0,
+        rhythm=None,
+        last_flow=previous.last_flow,
     )
