@@ -65,6 +65,13 @@ END
 -- any number -> INTEGER; out of range becomes NULL rather than failing the whole scan
 TRY_CAST({col} AS INTEGER)
 
+-- section: port
+-- any number -> INTEGER destination port; 0 (what Calico writes when the flow has no port, as
+-- for ICMP, or older releases for an unknown one) becomes NULL, "no port": never a rule for
+-- port 0. A number beyond INTEGER becomes NULL too; one beyond 65535 is refused by the edge
+-- checks (calico/names.py).
+NULLIF(TRY_CAST({col} AS INTEGER), 0)
+
 -- section: count_zero
 -- any number -> BIGINT counter, NULL -> 0
 coalesce(TRY_CAST({col} AS BIGINT), 0)

@@ -40,7 +40,8 @@ def required(n: int = 1, **over: Any) -> dict[str, Any]:
         "dest_type": ["wep"] * n,
         "dest_namespace": ["db"] * n,
         "dest_name_aggr": ["pg-*"] * n,
-        "dest_port": pa.array(list(range(n)), pa.int32()),
+        # from 1: port 0 is normalised to NULL ("no port"), which would sort last
+        "dest_port": pa.array(list(range(1, n + 1)), pa.int32()),
         "proto": ["tcp"] * n,
         "action": ["allow"] * n,
         "reporter": ["src"] * n,
@@ -94,7 +95,7 @@ def test_required_only_file_gets_documented_defaults(tmp_path: Path) -> None:
     first = con.table("flows").order("dest_port").fetchall()[0]
     row = dict(zip(con.table("flows").columns, first, strict=True))
     assert row["start_time"] == T0
-    assert row["dest_port"] == 0
+    assert row["dest_port"] == 1
     for name in ("source_labels", "dest_labels", "dest_domains"):
         assert row[name] == []
     assert row["enforced_policies"] == [] and row["pending_policies"] == []
@@ -628,7 +629,7 @@ def test_labels_round_trip_through_every_encoding(labelsets: list[dict[str, str]
     expected = [sorted(v) for v in as_text]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, arr) in enumerate(encodings.items()):
-            ports = pa.array([i * 1000 + r for r in range(n)], pa.int32())
+            ports = pa.array([i * 1000 + r + 1 for r in range(n)], pa.int32())
             write(Path(tmp) / f"{name}.parquet", required(n, dest_labels=arr, dest_port=ports))
         con, _ = bind(Path(tmp))
         assert column(con, "dest_labels") == expected * 3
@@ -651,7 +652,7 @@ def test_proto_and_time_encodings_agree(protos: list[int], seconds: list[int]) -
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for i, cols in enumerate(variants):
-            ports = pa.array([i * 1000 + r for r in range(n)], pa.int32())
+            ports = pa.array([i * 1000 + r + 1 for r in range(n)], pa.int32())
             write(Path(tmp) / f"v{i}.parquet", required(n, dest_port=ports, **cols))
         con, _ = bind(Path(tmp))
         got_proto = column(con, "proto")

@@ -114,7 +114,8 @@ HOSTILE = [
     ({"reporter": "src'"}, "invalid reporter"),
     ({"action": "pass"}, "invalid action"),
     ({"dest_type": "pod"}, "invalid endpoint type"),
-    ({"dest_name_aggr": "pvt2"}, "invalid name"),
+    ({"dest_name_aggr": "pvt_2"}, "invalid name"),  # any DNS label names a net; this is none
+    ({"dest_name_aggr": "pub-*"}, "invalid name"),
     ({"source_name_aggr": "web'*"}, "invalid name"),
     ({"source_name_aggr": "we*b"}, "invalid name"),
     ({"dest_type": "ns", "dest_name_aggr": "set-*"}, "invalid name"),
@@ -223,7 +224,9 @@ def test_scalar_validators() -> None:
     assert is_label("a=b") and is_label("a=") and not is_label("a") and not is_label("a=b=c")
     assert is_name_aggr("nginx-86c57db685-*", "wep") and is_name_aggr("pub", "net")
     assert is_name_aggr("pub", "wep")  # a pod may be called pub; only net names are fixed
-    assert not is_name_aggr("nginx-*", "ns") and not is_name_aggr("x", "net")
+    assert not is_name_aggr("nginx-*", "ns") and not is_name_aggr("X", "net")
+    # Older releases named other external networks (`aws`): any DNS label, never a pattern.
+    assert is_name_aggr("aws", "net") and not is_name_aggr("aws-*", "net")
     assert str(parse_ip("::FFFF:1.2.3.4")) == "::ffff:102:304"
     assert parse_ip("1.2.3") is None and parse_ip("fe80::1%1") is None and parse_ip("") is None
     assert sample("a'\n\u0430" * 40).startswith("\"a'\\n\\u0430")

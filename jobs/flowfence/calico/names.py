@@ -32,6 +32,9 @@ LABEL_VALUE = rf"(?:{LABEL_NAME})?"
 # Calico aggregated workload/host names: a resource name, or a prefix ending in `*`
 # (`nginx-86c57db685-*`).
 NAME_AGGR = r"[a-z0-9][-a-z0-9.]{0,252}\*?|\*"
+# Calico's names for `net` endpoints: private and public networks. Older releases also named
+# other external networks (`aws`): any DNS-1123 label is accepted for a `net` endpoint, and
+# every one but `pvt` is an external peer (learn/rule_groups.py treats it as `pub`).
 NETWORK_NAMES = ("pvt", "pub")
 PROTOCOL_NAMES = ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite")
 PROTOCOL = r"tcp|udp|icmp|icmpv6|sctp|udplite|[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5]"
@@ -100,7 +103,7 @@ def is_label(s: str) -> bool:
 def is_name_aggr(s: str, endpoint_type: str) -> bool:
     """An aggregated endpoint name valid for its endpoint type."""
     if endpoint_type == "net":
-        return s in NETWORK_NAMES
+        return s in NETWORK_NAMES or is_dns1123_label(s)
     if endpoint_type == "ns":
         return is_dns1123_subdomain(s)
     return endpoint_type in ("wep", "hep") and _NAME_AGGR_RE.fullmatch(s) is not None
@@ -158,7 +161,7 @@ def _name_valid(type_col: str) -> Callable[[pl.Expr], pl.Expr]:
         subdomain = _matches(n, DNS1123_SUBDOMAIN) & (n.str.len_bytes() <= MAX_SUBDOMAIN)
         return (
             pl.when(t == "net")
-            .then(n.is_in(list(NETWORK_NAMES)))
+            .then(n.is_in(list(NETWORK_NAMES)) | _matches(n, DNS1123_LABEL))
             .when(t == "ns")
             .then(subdomain)
             .when(t.is_in(["wep", "hep"]))

@@ -1,4 +1,5 @@
-"""`flowfence ingest`: convert Calico flow logs (JSON lines) into the partitioned Parquet store."""
+"""`flowfence ingest`: convert Calico flow logs (JSON lines or JSON exports) into the partitioned
+Parquet store."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def register(app: typer.Typer) -> None:
             list[Path] | None,
             typer.Argument(
                 help=(
-                    "Flow-log files (JSON lines, plain or gzip) or directories of them. "
-                    "Calico Enterprise flows.log / Elasticsearch _source exports, or Goldmane "
-                    "NDJSON."
+                    "Flow-log files, plain or gzip, or directories of them, recognised by "
+                    "content: JSON lines (Calico Enterprise flows.log, Elasticsearch _source "
+                    "hits, Goldmane NDJSON), a JSON array of flows, an Elasticsearch _search "
+                    "response (hits.hits[]._source), or pretty-printed flow documents."
                 ),
                 show_default=False,
             ),
@@ -65,7 +67,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--format",
-                help="auto (per line: an object with Key is Goldmane), enterprise or goldmane.",
+                help="auto (per flow: an object with Key is Goldmane), enterprise or goldmane.",
             ),
         ] = "auto",
         compact: Annotated[
@@ -79,7 +81,8 @@ def register(app: typer.Typer) -> None:
         """Convert Calico flow logs into hive-partitioned Parquet that `run --flows` reads.
 
         Idempotent: files already ingested (same sha256) are skipped; a file that grew since
-        is read from where the last run stopped. Malformed lines are counted and skipped.
+        is read from where the last run stopped. Malformed lines are counted and skipped; a
+        file in which nothing could be read fails the command (exit 2) and is named.
         """
         parsed = core.parse_format(fmt)
         if output not in ("text", "json"):

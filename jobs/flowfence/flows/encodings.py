@@ -177,7 +177,7 @@ def _choose(column: str, ty: DuckDBPyType) -> list[tuple[str, str]]:
     elif kind == "proto" and (tid == "varchar" or tid in _INTS):
         return [(column, "proto_text" if tid == "varchar" else "proto_number")]
     elif kind == "integer" and numeric:
-        return [(column, "integer")]
+        return [(column, "port" if column == "dest_port" else "integer")]
     elif kind == "counter" and numeric:
         return [(column, "count_one" if column == "num_flows" else "count_zero")]
     elif kind == "labels":

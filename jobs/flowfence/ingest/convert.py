@@ -1,16 +1,18 @@
 """`flowfence ingest`: Calico flow logs as Calico writes them -> the partitioned Parquet store.
 
-Inputs are JSON lines, plain or gzip: Calico Enterprise / Cloud flow logs (`flows.log`, or
-Elasticsearch / Linseed `_source` exports; ingest_enterprise.py) and Goldmane NDJSON from its
-push emitter (ingest_goldmane.py). `--format auto` decides per line: an object with a `Key` is
-a Goldmane flow, anything else an Enterprise flow log.
+Inputs, plain or gzip, are recognised by content (documents.py), never by file name: JSON
+lines, i.e. Calico Enterprise / Cloud flow logs (`flows.log`, or Elasticsearch / Linseed
+`_source` hits one a line; enterprise.py) and Goldmane NDJSON from its push emitter
+(goldmane.py); or documents: a JSON array of flow documents or hits, an Elasticsearch
+`_search` response (`hits.hits[]._source`), pretty-printed objects. `--format auto` decides per
+document: an object with a `Key` is a Goldmane flow, anything else an Enterprise flow log.
 
-Each file is read twice, both times streaming. A scan (ingest_scan.py) hashes it (sha256) and
-finds where its last complete line ends. Then a whole Enterprise file in Felix's shape goes
-through DuckDB in one COPY (ingest_fast.py); any other file, or one the fast path refuses (a
-malformed line, another shape), is parsed line by line, `CHUNK_ROWS` rows per COPY. Either
-way the rows land in staging with bounded memory, and the store (ingest_store.py) commits them
-together with the file's manifest entry, so:
+Each file is read twice, both times streaming. A scan (scan.py) hashes it (sha256) and finds
+where its last complete line ends. Then a whole JSON-lines Enterprise file in Felix's shape
+goes through DuckDB in one COPY (fast.py); any other file, or one the fast path refuses (a
+malformed line, another shape), is parsed in Python (write.py), `CHUNK_ROWS` rows per COPY.
+Either way the rows land in staging with bounded memory, and the store (store.py) commits
+them together with the file's manifest entry, so:
 
 - a file whose checksum is in the manifest is skipped: ingesting twice adds nothing;
 - a plain file that grew (Felix appends to `flows.log`, then rotates it to `flows.log.1`)
@@ -18,16 +20,19 @@ together with the file's manifest entry, so:
 - an unterminated last line that does not parse is left for the next run (Felix may be
   writing it), and reported as pending bytes.
 
-Malformed lines are counted, the first few reported with file and line number, and the rest
-of the file is ingested.
+Malformed lines (or documents) are counted, the first few reported with file and line number,
+and the rest of the file is ingested. A file in which nothing could be read (every line or
+document malformed: not a flow log, or a layout ingest does not know) fails: nothing is stored
+for it, the summary names the first reasons and the command exits 2. A file with no flows
+(empty, as Felix starts `flows.log` after rotating it, or an export that matched nothing) is
+not a failure.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -35,20 +40,28 @@ import duckdb
 
 from flowfence.core import database, times
 from flowfence.core.errors import BadInput
+from flowfence.ingest import documents
 from flowfence.ingest import fast as ingest_fast
 from flowfence.ingest import scan as ingest_scan
 from flowfence.ingest.enterprise import enterprise_row
 from flowfence.ingest.goldmane import goldmane_row
-from flowfence.ingest.rows import LineError, Row, RowBuffer
+from flowfence.ingest.rows import Row
 from flowfence.ingest.store import CompactResult, Entry, Store
+from flowfence.ingest.write import (
+    CHUNK_ROWS,
+    SAMPLES,
+    Malformed,
+    Parse,
+    Tally,
+    write_documents,
+    write_lines,
+)
 
 Format = Literal["auto", "enterprise", "goldmane"]
 FORMATS: tuple[str, ...] = get_args(Format)
 Status = Literal["ingested", "appended", "skipped", "failed"]
 Parser = Literal["duckdb", "python"]  # which path read a file: ingest_fast.py or line by line
 
-CHUNK_ROWS = 100_000
-SAMPLES = 5
 # The fast path's read_json needs about 200 MB per thread. With two threads, 512 MB and
 # partitioned writes flushed every 32,768 rows (DuckDB buffers 524,288 by default, and that
 # buffer grows with the file), one process stays near 500 MB resident whatever the input
@@ -56,13 +69,6 @@ SAMPLES = 5
 DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_THREADS = 2
 DUCKDB_FLUSH_ROWS = 32_768
-
-
-@dataclass(frozen=True)
-class Malformed:
-    source: str
-    line: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -102,32 +108,21 @@ def parse_format(name: str) -> Format:
     raise BadInput(f"--format: {name!r} is not one of {', '.join(FORMATS)}")
 
 
-def row_parser(fmt: Format) -> Callable[[bytes], Row]:
-    """bytes of one line -> row; raises LineError (or ValueError for bad JSON / UTF-8)."""
+def row_parser(fmt: Format) -> Parse:
+    """A decoded flow document -> row; raises LineError (a ValueError) naming the bad field."""
 
-    def auto(line: bytes) -> Row:
-        doc = json.loads(line)
+    def auto(doc: Any) -> Row:
         if isinstance(doc, dict) and ("Key" in doc or "key" in doc):
             return goldmane_row(doc)
         return enterprise_row(doc)
 
     if fmt == "enterprise":
-        return lambda line: enterprise_row(json.loads(line))
+        return enterprise_row
     if fmt == "goldmane":
-        return lambda line: goldmane_row(json.loads(line))
+        return goldmane_row
     if fmt == "auto":
         return auto
     raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-
-
-@dataclass
-class Tally:
-    """One parse: lines read, rows written, malformed lines and the first of them."""
-
-    lines: int = 0
-    rows: int = 0
-    malformed: int = 0
-    samples: list[Malformed] = field(default_factory=list)
 
 
 def connect(store: Store) -> duckdb.DuckDBPyConnection:
@@ -137,62 +132,6 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
         partitioned_write_flush_threshold=DUCKDB_FLUSH_ROWS,
         preserve_insertion_order=False,
     )
-
-
-def write_lines(
-    store: Store,
-    con: duckdb.DuckDBPyConnection,
-    staging: Path,
-    sha256: str,
-    lines: Iterable[tuple[int, bytes]],
-    parse: Callable[[bytes], Row],
-    source: str,
-    *,
-    chunk_rows: int = CHUNK_ROWS,
-    sample_room: int = SAMPLES,
-) -> Tally:
-    """Parse numbered lines into `staging`, one COPY per `chunk_rows` rows."""
-    tally = Tally()
-    buffer = RowBuffer()
-    chunk = 0
-
-    def flush() -> None:
-        nonlocal chunk
-        table = buffer.table()
-        con.register("ingest_chunk", table)
-        try:
-            store.write_chunk(con, staging, sha256, chunk)
-        finally:
-            con.unregister("ingest_chunk")
-        chunk += 1
-
-    for number, line in lines:
-        tally.lines += 1
-        if not line.strip():
-            continue
-        try:
-            buffer.append(parse(line))
-        except (ValueError, RecursionError) as exc:  # LineError, JSONDecodeError, UTF-8
-            tally.malformed += 1
-            if len(tally.samples) < sample_room:
-                tally.samples.append(Malformed(source, number, _reason(exc)))
-            continue
-        tally.rows += 1
-        if len(buffer) >= chunk_rows:
-            flush()
-    if len(buffer):
-        flush()
-    return tally
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, LineError):
-        return str(exc)
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
-    if isinstance(exc, RecursionError):
-        return "JSON nested too deeply"
-    return f"not JSON ({exc})"
 
 
 def now_text() -> str:
@@ -211,29 +150,32 @@ def ingest_file(
     """Ingest one file (see the module doc); a file that cannot be read is a `failed` result."""
     source = str(path)
     try:
+        head, whole = ingest_scan.head(path, documents.SNIFF_BYTES)
+        layout = documents.layout(head, whole)
         entries = store.entries()
-        found = ingest_scan.scan(path, entries)
+        found = ingest_scan.scan(path, entries, whole=layout == "documents")
         if found.full in entries or found.sha256 in entries:
             return FileResult(source, "skipped", pending_bytes=found.size - found.end), []
         staging = store.new_staging()
         try:
             parser: Parser = "duckdb"
-            tally = _fast(store, con, path, fmt, found, staging)
+            tally = None
+            if layout == "lines":
+                tally = _fast(store, con, path, fmt, found, staging)
+                staging = staging if tally is not None else store.new_staging()
             if tally is None:
-                staging = store.new_staging()
-                offset = found.resume.size if found.resume else 0
-                first = found.resume.lines + 1 if found.resume else 1
-                lines = ingest_scan.numbered(path, found, offset, first)
-                tally = write_lines(
-                    store, con, staging, found.sha256, lines, row_parser(fmt), source,
-                    chunk_rows=chunk_rows, sample_room=sample_room,
-                )  # fmt: skip
                 parser = "python"
+                tally = _parse(store, con, path, fmt, found, layout, staging, chunk_rows,
+                               sample_room)  # fmt: skip
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     except (OSError, EOFError) as exc:  # unreadable, or a gzip stream cut short
         return FileResult(source, "failed", message=f"{type(exc).__name__}: {exc}"), []
+    if tally.rows == 0 and tally.malformed and not found.resume:
+        shutil.rmtree(staging, ignore_errors=True)
+        return FileResult(source, "failed", lines=tally.lines, malformed=tally.malformed,
+                          message=_nothing_read(tally)), tally.samples  # fmt: skip
     earlier = found.resume.lines if found.resume else 0
     entry = Entry(
         sha256=found.sha256,
@@ -258,6 +200,45 @@ def ingest_file(
         parser=parser,
     )
     return result, tally.samples
+
+
+def _parse(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: Format,
+    found: ingest_scan.Scan,
+    layout: documents.Layout,
+    staging: Path,
+    chunk_rows: int,
+    sample_room: int,
+) -> Tally:
+    """The file parsed in Python into `staging`: as documents, or line by line. A documents
+    file whose very first value does not decode is read line by line after all: it may be
+    JSON lines whose first line is broken, and the line parser reports each bad line."""
+    offset = found.resume.size if found.resume else 0
+    first = found.resume.lines + 1 if found.resume else 1
+    parse = row_parser(fmt)
+    if layout == "documents":
+        with ingest_scan.text(path, found, offset) as stream:
+            docs = write_documents(store, con, staging, found.sha256, stream, parse, str(path),
+                                   first_line=first, sample_room=sample_room)  # fmt: skip
+        docs.lines = found.lines - (first - 1)
+        if docs.rows or not docs.malformed:
+            return docs
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    lines = ingest_scan.numbered(path, found, offset, first)
+    tally = write_lines(store, con, staging, found.sha256, lines, parse, str(path),
+                        chunk_rows=chunk_rows, sample_room=sample_room)  # fmt: skip
+    # Nothing either way: the documents reading says better why (one line at a time, a
+    # pretty-printed file is all "not JSON").
+    return tally if layout == "lines" or tally.rows else docs
+
+
+def _nothing_read(tally: Tally) -> str:
+    first = "; ".join(f"line {m.line}: {m.reason}" for m in tally.samples[:3])
+    return f"no flow record could be read ({tally.malformed} malformed): {first}"
 
 
 def _fast(

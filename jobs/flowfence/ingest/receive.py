@@ -48,7 +48,7 @@ import duckdb
 
 from flowfence.core.errors import ConfigError, FlowfenceError
 from flowfence.ingest import convert as ingest
-from flowfence.ingest.rows import Row
+from flowfence.ingest import write
 from flowfence.ingest.store import Entry, Store
 
 PATHS = frozenset({"/", "/flows"})
@@ -98,14 +98,14 @@ class BatchResult:
     lines: int
     rows: int
     malformed: int
-    samples: tuple[ingest.Malformed, ...]
+    samples: tuple[write.Malformed, ...]
 
 
 def ingest_batch(
     store: Store,
     con: duckdb.DuckDBPyConnection,
     body: bytes,
-    parse: Callable[[bytes], Row],
+    parse: write.Parse,
     source: str,
 ) -> BatchResult:
     """Write one NDJSON body (already decompressed) into the store, durably, or recognise it
@@ -116,7 +116,7 @@ def ingest_batch(
     staging = store.new_staging()
     try:
         lines = enumerate(io.BytesIO(body), start=1)
-        tally = ingest.write_lines(store, con, staging, sha, lines, parse, source)
+        tally = write.write_lines(store, con, staging, sha, lines, parse, source)
         if tally.rows == 0:
             shutil.rmtree(staging, ignore_errors=True)
             samples = tuple(tally.samples)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from flowfence.ingest.store import Entry
 
@@ -38,7 +40,9 @@ class Scan:
     lines: int  # lines in [0, end) (plain files; 0 for gzip)
 
 
-def scan(path: Path, entries: dict[str, Entry]) -> Scan:
+def scan(path: Path, entries: dict[str, Entry], *, whole: bool = False) -> Scan:
+    """The scan of `path`; `whole` (a documents file, documents.py) takes every byte, leaving
+    no unterminated tail for later: such a file is not appended to line by line."""
     with path.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
         size = os.fstat(handle.fileno()).st_size
@@ -68,7 +72,8 @@ def scan(path: Path, entries: dict[str, Entry]) -> Scan:
         size = pos
         full = digest.hexdigest()
         end, sha = size, full
-        if not compressed and last_newline < size and not _parses(handle, last_newline, size):
+        tail = not whole and not compressed and last_newline < size
+        if tail and not _parses(handle, last_newline, size):
             end, sha = last_newline, at_newline.hexdigest()
     matches = [candidates[s] for s, h in prefixes.items() if candidates[s].sha256 == h]
     resume = max(matches, key=lambda e: e.size) if matches else None
@@ -97,6 +102,50 @@ def _parses(handle: IO[bytes], start: int, end: int) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+def head(path: Path, size: int) -> tuple[bytes, bool]:
+    """The first `size` bytes of the file, decompressed when it is gzip, and whether that is
+    all of it."""
+    with path.open("rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+        handle.seek(0)
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=handle) if compressed else handle
+        first = stream.read(size + 1)
+    return first[:size], len(first) <= size
+
+
+@contextmanager
+def text(path: Path, scan: Scan, offset: int) -> Iterator[IO[str]]:
+    """The file from `offset` to the scanned end as UTF-8 text (a BOM at the start skipped),
+    decompressed when it is gzip."""
+    with path.open("rb") as handle:
+        raw: io.BufferedIOBase
+        if scan.gzip:
+            raw = gzip.GzipFile(fileobj=handle)
+        else:
+            handle.seek(offset)
+            raw = io.BufferedReader(_Limited(handle, scan.end - offset))
+        with io.TextIOWrapper(raw, encoding="utf-8-sig" if offset == 0 else "utf-8") as stream:
+            yield stream
+
+
+class _Limited(io.RawIOBase):
+    """At most `left` bytes of a binary stream: never past the end the scan hashed."""
+
+    def __init__(self, inner: IO[bytes], left: int) -> None:
+        self.inner = inner
+        self.left = left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        data = self.inner.read(min(len(view), self.left))
+        view[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
 
 
 def numbered(path: Path, scan: Scan, offset: int, first: int) -> Iterator[tuple[int, bytes]]:

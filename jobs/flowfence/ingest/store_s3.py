@@ -28,6 +28,7 @@ from flowfence.core.lock import Holder
 from flowfence.core.objects import PreconditionLost
 from flowfence.core.objectstore import S3Url
 from flowfence.ingest import convert as ingest
+from flowfence.ingest import write
 from flowfence.ingest.store import ID_LENGTH, Store, input_id
 
 META = "_ingest"
@@ -77,7 +78,7 @@ def ingest_to(
     *,
     fmt: ingest.Format = "auto",
     compact: bool = False,
-    chunk_rows: int = ingest.CHUNK_ROWS,
+    chunk_rows: int = write.CHUNK_ROWS,
 ) -> ingest.IngestSummary:
     """`ingest.ingest` into the object-store location `url` (see the module doc)."""
     if compact:

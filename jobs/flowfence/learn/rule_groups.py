@@ -73,7 +73,9 @@ def remote(edges: pl.DataFrame, settings: RuleSettings) -> pl.DataFrame:
     )
     enterprise = settings.flavor == "calico-enterprise"
     net = pl.col("r_type") == "net"
-    public = net & (pl.col("r_name") == "pub")
+    # Every named network but `pvt` is external: `pub`, and the other names older releases
+    # wrote (`aws`); they get the public rules, the IP's or the public fallback.
+    public = net & pl.col("r_name").is_not_null() & (pl.col("r_name") != "pvt")
     scope = (
         pl.when((pl.col("r_type") == "wep") & pl.col("r_ns").is_not_null())
         .then(pl.lit("Namespace"))
