@@ -84,3 +84,28 @@ def test_summary_on_a_terminal_is_a_table(
     assert result.code == 0, result.err
     assert BOX & set(result.out) and HEADER not in result.out
     assert all(name in result.out for name in NAMES)
+
+
+def test_replay_on_a_pipe_prints_full_policy_names(flowlog: FlowLog, tmp_path: Path) -> None:
+    """`flowfence replay` in a CronJob: its tables are plain lines with every policy name in
+    full (a rich table piped was cut: `snp:team-aaaa…`)."""
+    flows = _flows(flowlog, tmp_path / "f.parquet")
+    out = tmp_path / "out"
+    ran = subprocess.run(
+        [sys.executable, "-m", "flowfence.cli.app", *_args(flows, out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "flowfence.cli.app", "replay", "--policies",
+         str(out / "policies"), "--flows", str(flows)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "COLUMNS": "80", "TERM": "xterm-256color"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "…" not in text and not BOX & set(text) and "\x1b" not in text
+    rows = [line.split("\t") for line in text.splitlines() if line.startswith("namespace-isol")]
+    policies = {cells[1] for cells in rows}
+    assert policies == {f"snp:{ns}/namespace-isolation.{ns}" for ns in NAMES}
+    assert all(len(cells) == 9 and cells[3] != "0" for cells in rows)  # each allowed flows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -36,7 +37,35 @@ class Output(StrEnum):
     JSON = "json"
 
 
-def render_table(report: replay.ReplayReport, console: Console) -> None:
+def _table(
+    console: Console,
+    title: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[str, ...]],
+    plain: bool,
+) -> None:
+    """A rich table on a terminal; elsewhere (a CronJob's log, a pipe) the title and
+    tab-separated lines, never cut to a width."""
+    if plain:
+        # typer.echo, not rich: rich would expand the tabs into spaces.
+        typer.echo(title)
+        for row in (columns, *rows):
+            typer.echo("\t".join(cell or "-" for cell in row))
+        return
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, justify="right" if name in _NUMERIC else "left")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text(): flow-log strings are data
+    console.print(table)
+
+
+_POLICY_COUNTS = ("edges", "allowed flows", "allowed bytes", "denied flows", "denied bytes",
+                  "passed flows", "passed bytes")  # fmt: skip
+_NUMERIC = {*_POLICY_COUNTS, "flows", "bytes"}
+
+
+def render_table(report: replay.ReplayReport, console: Console, *, plain: bool = False) -> None:
     s = report.summary
     scope = f" (tier {report.tier})" if report.tier else ""
     console.print(
@@ -47,39 +76,28 @@ def render_table(report: replay.ReplayReport, console: Console) -> None:
         f"({s.decided_earlier_flows} flows)",
         markup=False,
         highlight=False,
+        soft_wrap=plain,
     )
-    table = Table(title="Policies")
-    for name in ("tier", "policy", "edges", "allowed flows", "allowed bytes", "denied flows",
-                 "denied bytes", "passed flows", "passed bytes"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("tier", "policy") else "right")
-    for t in report.policies:
-        table.add_row(
-            Text(t.tier),
-            Text(replay_render.policy_label(t)),
-            *(str(v) for v in (t.edges, t.allowed_flows, t.allowed_bytes, t.denied_flows,
-                               t.denied_bytes, t.passed_flows, t.passed_bytes)),
-        )  # fmt: skip
-    console.print(table)
+    policy_rows = [
+        (t.tier, replay_render.policy_label(t),
+         *(str(v) for v in (t.edges, t.allowed_flows, t.allowed_bytes, t.denied_flows,
+                            t.denied_bytes, t.passed_flows, t.passed_bytes)))
+        for t in report.policies
+    ]  # fmt: skip
+    _table(console, "Policies", ("tier", "policy", *_POLICY_COUNTS), policy_rows, plain)
     for title, column, listed_edges in replay_render.sections(report):
         if not listed_edges:
             continue
-        listed = Table(title=f"{title} (worst first)")
-        for name in ("direction", "source", "destination", "port", "flows", "bytes", column):
-            listed.add_column(name, justify="right" if name in ("flows", "bytes") else "left")
-        for d in listed_edges:
-            # Flow-log strings are untrusted: Text() keeps rich from reading them as markup.
-            listed.add_row(
-                d.direction,
-                Text(replay_render.endpoint_text(d.source)),
-                Text(replay_render.endpoint_text(d.dest)),
-                Text(replay_render.port_text(d)),
-                str(d.flows),
-                str(d.bytes),
-                Text(replay_render.outcome_text(d)),
-            )
-        console.print(listed)
+        rows = [
+            (d.direction, replay_render.endpoint_text(d.source),
+             replay_render.endpoint_text(d.dest), replay_render.port_text(d), str(d.flows),
+             str(d.bytes), replay_render.outcome_text(d))
+            for d in listed_edges
+        ]  # fmt: skip
+        columns = ("direction", "source", "destination", "port", "flows", "bytes", column)
+        _table(console, f"{title} (worst first)", columns, rows, plain)
     for warning in report.warnings:
-        console.print(f"warning: {warning}", markup=False, highlight=False)
+        console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=plain)
 
 
 def replay_command(
@@ -160,8 +178,8 @@ def replay_command(
     elif output is Output.MARKDOWN:
         typer.echo(replay_render.to_markdown(report), nl=False)
     else:
-        # Piped output gets a fixed width instead of rich's 80-column fallback.
-        render_table(report, Console(width=None if sys.stdout.isatty() else 160))
+        # Piped output (a CronJob's log) gets plain full lines, not a table cut to 80 columns.
+        render_table(report, Console(), plain=not sys.stdout.isatty())
     if report.would_deny:
         s = report.summary
         typer.echo(

@@ -44,7 +44,10 @@ def _rows(report: run_report.RunReport) -> list[tuple[str, ...]]:
     for ns in report.namespaces:
         egress = sum(1 for r in ns.rules if r.direction == "egress")
         ingress = len(ns.rules) - egress
-        notes = "; ".join((*ns.flags, *sorted({f for r in ns.rules for f in r.flags})))
+        # A namespace flag repeats its rules' flags: each is listed once.
+        notes = "; ".join(
+            dict.fromkeys((*ns.flags, *sorted({f for r in ns.rules for f in r.flags})))
+        )
         status = ns.status
         if ns.previous_status is not None and ns.previous_status != ns.status:
             status = f"{ns.previous_status} -> {ns.status}"
