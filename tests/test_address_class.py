@@ -56,13 +56,29 @@ def test_a_private_peer_without_address_matches_a_rule_covering_all_of_rfc1918()
         assert verdict(egress_policy(allow_to(nets)), PVT).action == "allow"
 
 
-def test_a_public_peer_without_address_matches_flowfences_public_fallback() -> None:
+def test_a_public_peer_without_address_is_all_of_felixs_pub() -> None:
+    # Felix labels every address but RFC 1918 `pub`: also 169.254.169.254 (cloud metadata),
+    # 100.64.0.0/10 and IPv6. flowfence's own public fallback leaves those out, so the log
+    # cannot say the flow is allowed: undetermined (the run lists it under Risks, may-cut).
     fallback = allow_to(("0.0.0.0/0",), cidr.exclusions(4, ()))
-    assert verdict(egress_policy(fallback), PUB).action == "allow"
-    assert verdict(egress_policy(allow_to(("0.0.0.0/0",))), PUB).action == "allow"
+    v = verdict(egress_policy(fallback), PUB)
+    assert (v.action, v.possible) == (None, ("allow", "deny"))
+    assert verdict(egress_policy(allow_to(("0.0.0.0/0",))), PUB).undetermined  # IPv6 is pub
+    assert verdict(egress_policy(allow_to(("0.0.0.0/0", "::/0"))), PUB).action == "allow"
     # The fallback excludes the private blocks: a `pvt` peer is all denied, a determined deny.
     denied = verdict(egress_policy(fallback), PVT)
     assert (denied.action, denied.trace) == ("deny", ("0|default|np:ns1/p|deny|-1",))
+
+
+def test_a_deny_of_the_metadata_service_is_never_read_as_allow() -> None:
+    # A common hardening policy: deny the metadata address, allow everything else. A `pub`
+    # peer without an address may be that address. Before, `pub` meant public IPv4 alone
+    # (no link-local), and this replayed as a determined allow.
+    metadata = {"action": "Deny", "destination": {"nets": ["169.254.169.254/32"]}}
+    v = verdict(egress_policy(metadata, allow_to(("0.0.0.0/0", "::/0"))), PUB)
+    assert (v.action, v.possible) == (None, ("allow", "deny"))
+    v6 = {"action": "Deny", "destination": {"nets": ["::/0"]}}
+    assert verdict(egress_policy(v6, allow_to(("0.0.0.0/0",))), PUB).undetermined
 
 
 @pytest.mark.parametrize(

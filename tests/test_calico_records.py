@@ -206,6 +206,19 @@ def test_a_broken_document_reports_its_line_and_keeps_what_came_before(
     assert len(stored(store)) == 2
 
 
+def test_an_integer_past_pythons_digit_limit_is_a_malformed_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # json raises a plain ValueError past 4300 digits: it ended the run in a traceback.
+    text = json.dumps(ALL_DOCS[:2], indent=2)
+    huge = text[: text.rindex("]")] + ',\n  {"start_time": ' + "9" * 5000 + "}\n]"
+    code, store = ingest_text(huge, tmp_path, "huge.json")
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["rows"] == 2 and summary["malformed"] == 1
+    assert "integer too long" in summary["malformed_samples"][0]["reason"]
+    assert len(stored(store)) == 2
+
+
 def test_json_lines_with_a_broken_first_line_are_still_read_line_by_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

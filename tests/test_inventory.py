@@ -111,6 +111,8 @@ def test_problems_are_capped() -> None:
         ("[1, 2]", "not a List of Pods (kind 'list')"),
         ('{"kind": "List", "items": {}}', "items must be a list"),
         ("\xff\xfe", "not JSON"),
+        # Past Python's 4300-digit limit json raises a plain ValueError (was a traceback).
+        ('{"kind": "List", "items": [' + "1" * 5000 + "]}", "not JSON"),
     ],
 )
 def test_unusable_files_are_refused(tmp_path: Path, text: str, message: str) -> None:

@@ -27,9 +27,12 @@ def risks_of(recs: dict[str, Recommendation], s: Settings = BASE) -> str:
     """The Risks section of a first run's report.md over `recs`."""
     after = manifests.render(recs, s)
     cs = compute({}, after, *recs.values())
-    text = report_md.render(
-        make([md_namespace(cs, ns) for ns in sorted(recs)], policy_types=s.policy_types)
-    )
+    namespaces = [
+        md_namespace(cs, ns, open_directions=tuple(
+            d for d in ("ingress", "egress") if not rec.isolates(d, s.policy_types)))
+        for ns, rec in sorted(recs.items())
+    ]  # fmt: skip
+    text = report_md.render(make(namespaces, policy_types=s.policy_types))
     head, _, _ = text.partition("<details>")
     return head
 
@@ -76,7 +79,7 @@ def run_report_of(recs: dict[str, Recommendation], policy_types: str) -> str:
         run_report.NamespaceEntry(
             namespace=ns, name=f"namespace-isolation.{ns}", status="Learning", lastUpdated="",
             stagedAction="Learn", manifest=f"policies/{ns}.yaml",
-            rules=tuple(build_report.rule_entry(r) for r in rec.rules),
+            rules=tuple(build_report.rule_entry(r) for r in rec.rules), flags=rec.flags,
         )
         for ns, rec in sorted(recs.items())
     )  # fmt: skip
@@ -96,6 +99,29 @@ def test_left_open_directions_are_a_risk_with_calico_types() -> None:
     calico = replace(BASE, policy_types="WithRules")
     assert "- **first policy** for `shop` (egress)" in risks_of(recs, calico)
     assert "- **first policy** for `shop` (egress, ingress)" in risks_of(recs)
+
+
+def test_a_direction_whose_traffic_no_rule_can_express_stays_open() -> None:
+    """Ingress from a host endpoint (a hostNetwork ingress controller) has no rule flowfence
+    can write. Isolating ingress would deny it: the direction stays out of the types, and
+    Risks says why. Before, policyTypes Both isolated it with no rule, and Risks was silent."""
+    from_host = ingress(source_type="hep", source_name_aggr="node-1", dest_port=8080)
+    recs = build([to_ns("db", 5432), from_host])
+    assert recs["shop"].flags == ("unsupported-peers", "open-ingress")
+    doc = yaml.safe_load(manifests.render(recs, BASE)["policies/shop.yaml"])
+    assert doc["spec"]["types"] == ["Egress"]
+    k8s = yaml.safe_load(manifests.render(recs, K8S)["policies/shop.yaml"])
+    assert k8s["spec"]["policyTypes"] == ["Egress"]
+    text = run_report_of(recs, "Both")
+    assert "- **left open** `shop`: no ingress rules" in text
+    assert "peers no rule can express (host endpoints, protocol 0)" in text
+    assert "- **first policy** for `shop` (egress)" in risks_of(recs)
+    # With a rule for other ingress traffic the direction is isolated (the host traffic is
+    # then cut, as before: the namespace keeps its unsupported-peers flag), not left open.
+    with_rule = build([to_ns("db", 5432), from_host, ingress(source_namespace="fe", dest_port=80)])
+    assert with_rule["shop"].flags == ("unsupported-peers",)
+    types = yaml.safe_load(manifests.render(with_rule, BASE)["policies/shop.yaml"])["spec"]["types"]
+    assert types == ["Ingress", "Egress"]
 
 
 def test_report_says_which_policy_types_are_written() -> None:

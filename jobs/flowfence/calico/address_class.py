@@ -6,11 +6,11 @@ Felix's label: `pvt` when the address lies in 10.0.0.0/8, 172.16.0.0/12 or 192.1
 felix/collector/types/endpoint/endpoint.go, `getSubnetType`, commit
 e164f1d2c8411514b4cee96a58ba10b1a2ebe84f). Such a peer is a class of addresses, not one address:
 - `pvt` is RFC 1918, exactly Felix's blocks (cidr.RFC1918, flowfence's private fallback);
-- `pub` is taken to be the public IPv4 internet: every IPv4 address but cidr.NON_PUBLIC_V4
-  (RFC 1918, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16), the space flowfence's own public
-  fallback allows. Felix also labels those special blocks and every IPv6 address `pub`, but a
-  log without addresses cannot say a peer was one of them, and counting them would make every
-  rule for "the internet" undetermined; docs/review.md says so;
+- `pub` is everything else, as Felix labels it: also 100.64.0.0/10, 127.0.0.0/8,
+  169.254.0.0/16 (the cloud metadata service) and every IPv6 address. flowfence's own public
+  fallback leaves those special blocks out, so a `pub` peer without an address replays as
+  undetermined against it (allow or deny): the log cannot say whether the flow went to the
+  metadata service, and calling it allowed would hide a denial (docs/review.md);
 - a `net` peer with another label (or none) and no address may be anything.
 A rule's `nets` decide a class only where they cover the whole class or none of it, and a
 policy set decides it only where every address of the class gets the same outcome. So an
@@ -59,7 +59,7 @@ def _complement(blocks: Iterable[str]) -> tuple[Span, ...]:
 
 
 PRIVATE: tuple[Span, ...] = tuple(_spans(cidr.RFC1918))
-PUBLIC: tuple[Span, ...] = _complement(cidr.NON_PUBLIC_V4)
+PUBLIC: tuple[Span, ...] = (*_complement(cidr.RFC1918), (6, 0, _V6_LAST))
 ANY: tuple[Span, ...] = ((4, 0, _V4_LAST), (6, 0, _V6_LAST))
 
 

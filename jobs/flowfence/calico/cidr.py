@@ -34,7 +34,7 @@ NON_PUBLIC_V6: tuple[str, ...] = ("::1/128", "fc00::/7", "fe80::/10")
 # flow to 169.254.169.254 (cloud metadata) or into 100.64.0.0/10 is logged as a public peer.
 LABELLED_PUB: dict[Family, tuple[str, ...]] = {
     4: ("100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16"),
-    6: ("::1/128", "fe80::/10"),
+    6: ("::1/128", "fc00::/7", "fe80::/10"),  # Felix's `pvt` has no IPv6 range at all
 }
 ANY: dict[Family, str] = {4: "0.0.0.0/0", 6: "::/0"}
 

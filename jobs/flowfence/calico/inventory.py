@@ -107,7 +107,9 @@ def load_inventory(path: Path) -> Inventory:
         raise ConfigError(f"--inventory {path}: cannot read: {exc.strerror or exc}") from exc
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, UnicodeDecodeError, and the plain ValueError of an
+        # integer past Python's digit limit (untrusted input must not end in a traceback).
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         raise ConfigError(f"--inventory {path}: not JSON ({reason}); {_HINT}") from exc
     return parse_inventory(data, f"--inventory {path}")

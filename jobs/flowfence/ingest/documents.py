@@ -131,6 +131,10 @@ class _Reader:
                 raise DocumentError(line, f"not JSON ({exc.msg})") from None
             except RecursionError:
                 raise DocumentError(self.line, "JSON nested too deeply") from None
+            except ValueError:  # an integer past Python's digit limit (4300): untrusted input
+                if self.more():
+                    continue
+                raise DocumentError(self.line, "not JSON (an integer too long)") from None
             if end == len(self.buf) and self.more():
                 continue  # a number or literal at the end of the buffer may go on
             self.advance(end)

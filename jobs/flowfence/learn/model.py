@@ -39,6 +39,10 @@ FOLDED = "folded"
 # A public fallback whose notNets may cut traffic it was learned from: flows without addresses
 # may have gone to ranges Felix labels `pub` but the fallback excludes (cidr.LABELLED_PUB).
 MAY_CUT = "may-cut-observed"
+# Namespace flags: a direction with observed traffic that no rule can express (host endpoints,
+# protocol 0) and no other rule. Isolating it would deny that traffic, so its policy leaves
+# the direction out of its types even under policyTypes Both, and the report says so.
+LEFT_OPEN: dict[str, str] = {"egress": "open-egress", "ingress": "open-ingress"}
 
 _PROTOCOL = re.compile(r"TCP|UDP|ICMP|ICMPv6|SCTP|UDPLite|[1-9][0-9]{0,2}")
 
@@ -303,6 +307,13 @@ class Recommendation:
     @property
     def rules(self) -> tuple[Rule, ...]:
         return self.egress + self.ingress
+
+    def isolates(self, direction: Direction, policy_types: str) -> bool:
+        """Whether its policy lists `direction` in its types: a direction with rules always;
+        without rules only under policyTypes Both, and not when it is left open."""
+        if self.egress if direction == "egress" else self.ingress:
+            return True
+        return policy_types == "Both" and LEFT_OPEN[direction] not in self.flags
 
     def first_seen(self) -> datetime | None:
         return min((r.evidence.first_seen for r in self.rules), default=None)

@@ -35,6 +35,7 @@ from flowfence.learn import fold, rule_groups
 from flowfence.learn.model import (
     ANY_PORT,
     ENTERPRISE_SELECTOR,
+    LEFT_OPEN,
     MAY_CUT,
     OVER_CAP,
     PRIVATE_FALLBACK,
@@ -228,7 +229,9 @@ def build(
     wanted = sorted({dns_label(ns, "namespace") for ns in namespaces})
     edges = edges.filter(pl.col("namespace").is_in(wanted))
     remote = rule_groups.remote(edges, settings)
-    unsupported = set(remote.filter(pl.col("scope").is_null())["namespace"].to_list())
+    lost = remote.filter(pl.col("scope").is_null()).select("namespace", "direction").unique()
+    unsupported = set(lost["namespace"].to_list())
+    unexpressed = set(lost.iter_rows())  # bounded by namespaces x 2
     rows = rule_groups.groups(remote.filter(pl.col("scope").is_not_null()), edges)
     folds, rows = rule_groups.crowded_namespace_folds(
         rows, settings.max_rules, fold.ONE_SELECTOR, fold.CHUNK_BUDGET
@@ -259,7 +262,13 @@ def build(
             ingress=sort_rules(r for r in rules if r.direction == "ingress"),
             flags=(UNSUPPORTED_PEERS,) if ns in unsupported else (),
         )
-        out[ns] = fold.fit(rec, settings, step1.get(ns))
+        rec = fold.fit(rec, settings, step1.get(ns))
+        left_open = tuple(
+            LEFT_OPEN[d]
+            for d in ("egress", "ingress")
+            if (ns, d) in unexpressed and not (rec.egress if d == "egress" else rec.ingress)
+        )
+        out[ns] = replace(rec, flags=(*rec.flags, *left_open)) if left_open else rec
     return out
 
 

@@ -112,8 +112,8 @@ def network_policy(
         "podSelector": {},
         "policyTypes": [
             t
-            for t, rules in (("Ingress", ingress), ("Egress", egress))
-            if rules or settings.policy_types == "Both"
+            for t, direction in (("Ingress", "ingress"), ("Egress", "egress"))
+            if rec.isolates(direction, settings.policy_types)  # type: ignore[arg-type]
         ],
     }
     if ingress:

@@ -91,8 +91,11 @@ def status_of(rec: Recommendation) -> tuple[str, str]:
 
 
 def types(rec: Recommendation, settings: RuleSettings) -> list[str]:
-    both = settings.policy_types == "Both"
-    return [t for t, rules in (("Ingress", rec.ingress), ("Egress", rec.egress)) if both or rules]
+    return [
+        t
+        for t, direction in (("Ingress", "ingress"), ("Egress", "egress"))
+        if rec.isolates(direction, settings.policy_types)  # type: ignore[arg-type]
+    ]
 
 
 # --- Calico -----------------------------------------------------------------------------------

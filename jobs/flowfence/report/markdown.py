@@ -69,11 +69,7 @@ def risks(report: Report) -> list[str]:
     for ns in report.namespaces:
         c, name = ns.change, f"`{ns.namespace}`"
         if c is not None and c.first_policy and len(first) <= FIRST_POLICY_LINES:
-            directions = (
-                ["egress", "ingress"]
-                if report.policy_types == "Both"
-                else sorted({r.direction for r in c.added_rules})
-            )
+            directions = [d for d in ("egress", "ingress") if d not in ns.open_directions]
             lines.append(
                 f"- **first policy** for {name} ({', '.join(directions) or 'no rules'}): once "
                 "enforced, the namespace denies all traffic in these directions that its rules "
@@ -97,10 +93,15 @@ def risks(report: Report) -> list[str]:
             text = f"{_rule_text(rule)} {rule.cuts}"
             lines.append(f"- **may cut observed traffic** in {name}: {text}.")
         if ns.open_directions:
+            why = (
+                "traffic there went to or came from peers no rule can express (host "
+                "endpoints, protocol 0), which isolating it would deny"
+                if report.policy_types == "Both"
+                else "policyTypes WithRules, as Calico's engine does"
+            )
             lines.append(
                 f"- **left open** {name}: no {' or '.join(ns.open_directions)} rules, so its "
-                "policy does not isolate that direction (policyTypes WithRules, as Calico's "
-                "engine does); anything may reach it there."
+                f"policy does not isolate that direction ({why}); anything may reach it there."
             )
         if ns.drift:
             lines.append(

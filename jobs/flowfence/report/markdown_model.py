@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowfence.calico import names
+from flowfence.learn.model import LEFT_OPEN
 from flowfence.report import run_report
 from flowfence.report.change_set import NamespaceChange, RuleView
 
@@ -28,7 +29,8 @@ class Namespace:
     drift: tuple[RuleView, ...] = ()
     stale: tuple[RuleView, ...] = ()
     notes: tuple[str, ...] = ()
-    # Directions its policy leaves open (no rules, policyTypes WithRules): "egress", "ingress".
+    # Directions its policy leaves open (no rules under policyTypes WithRules, or traffic no
+    # rule can express): "egress", "ingress".
     open_directions: tuple[str, ...] = ()
 
     @property
@@ -74,10 +76,15 @@ def _decision_text(decision: dict[str, str] | None) -> str | None:
 
 
 def _open(entry: run_report.NamespaceEntry, policy_types: str) -> tuple[str, ...]:
-    if policy_types == "Both" or entry.manifest is None:
+    """The directions its policy leaves out of its types (model.Recommendation.isolates)."""
+    if entry.manifest is None:
         return ()
     present = {r.direction for r in entry.rules}
-    return tuple(d for d in ("ingress", "egress") if d not in present)
+    return tuple(
+        d
+        for d in ("ingress", "egress")
+        if d not in present and (policy_types != "Both" or LEFT_OPEN[d] in entry.flags)
+    )
 
 
 def _namespace(entry: run_report.NamespaceEntry, policy_types: str) -> Namespace:
