@@ -14,7 +14,12 @@ PROVENANCE = RECORDS_DIR / "PROVENANCE.md"
 
 # file -> the number of flow records it holds (the table in PROVENANCE.md)
 COUNTS = {
+    "globalalert-in-search.json": 3,
+    "globalalert-notin-search.json": 3,
+    "globalalert-search.json": 2,
+    "intrusion-detection-flows-data.json": 4,
     "intrusion-detection-search.json": 1,
+    "intrusion-detection-watch-flows.json": 200,
     "observability-clinic.flows.log": 1,
     "observability-clinic.single.json": 1,
     "tigera-docs-aggregation.array.json": 7,

@@ -4,7 +4,8 @@ and replaying the run's own output over the same flows denies nothing (`--fail-o
 0).
 
 The records span 2018 to 2022, so the run looks back far enough to see all of them; every other
-input is the default a new user would have.
+input is the default a new user would have, and the run is repeated with every namespace selected
+(most records are of system namespaces, which the default selector leaves out).
 """
 
 from __future__ import annotations
@@ -45,14 +46,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, obj
     return root / "store", json.loads(buffer.getvalue())
 
 
-def _scope(path: Path) -> Path:
+def _scope(path: Path, selector: str | None) -> Path:
+    spec: dict[str, object] = {"initialLookback": LOOKBACK}
+    if selector is not None:
+        spec["namespaceSpec"] = {"selector": selector}
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "projectcalico.org/v3",
                 "kind": "PolicyRecommendationScope",
                 "metadata": {"name": "default"},
-                "spec": {"initialLookback": LOOKBACK},
+                "spec": spec,
             }
         )
     )
@@ -68,13 +72,24 @@ def test_every_published_record_is_ingested(store: tuple[Path, dict[str, object]
     assert summary["malformed"] == 0, text
 
 
+# Most published records are of Tigera's own components (calico-monitoring, tigera-*,
+# kube-system), which the default namespace selector leaves out; all() learns them too.
+SELECTORS = (None, "all()")
+SYSTEM_NAMESPACES = {"calico-monitoring", "kube-system", "tigera-elasticsearch"}
+
+
+@pytest.mark.parametrize("selector", SELECTORS)
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_the_runs_own_output_replays_over_the_records_without_a_denial(
-    store: tuple[Path, dict[str, object]], tmp_path: Path, run_cli: RunCli, flavor: str
+    store: tuple[Path, dict[str, object]],
+    tmp_path: Path,
+    run_cli: RunCli,
+    flavor: str,
+    selector: str | None,
 ) -> None:
     flows, _ = store
     out = tmp_path / "out"
-    scope = _scope(tmp_path / "scope.yaml")
+    scope = _scope(tmp_path / "scope.yaml", selector)
     ran = run_cli(
         ["run", "--flows", flows, "--out", out, "--now", NOW, "--config", scope,
          "--flavor", flavor, "--output", "json"]
@@ -86,6 +101,10 @@ def test_the_runs_own_output_replays_over_the_records_without_a_denial(
     learned = {ns["namespace"] for ns in report["namespaces"] if ns["rules"]}
     assert learned, ran.out
     assert {f"{ns}.yaml" for ns in learned} <= set(policies)
+    if selector == "all()":
+        assert learned >= SYSTEM_NAMESPACES, ran.out
+    else:
+        assert not SYSTEM_NAMESPACES & learned, ran.out
 
     replayed = run_cli(
         ["replay", "--policies", out / "policies", "--flows", flows, "--output", "json",
