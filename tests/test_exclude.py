@@ -256,6 +256,9 @@ def test_null_policy_lists_are_empty_traces() -> None:
         ["0|allow-tigera|kube-system/allow-tigera.cluster-dns|allow|0"],  # Calico Enterprise
         ["0|allow-tigera|allow-tigera.default-deny|deny|-1"],
         ["0|calico-system|np:kube-system/calico-system.cluster-dns|allow|0"],  # renamed, 3.32
+        # Its name before the operator (CNX, Calico Enterprise 2.x), in the 2019 published
+        # records (tests/calico_records/intrusion-detection-watch-flows.json)
+        ["0|allow-cnx|calico-monitoring/allow-cnx.elasticsearch-access|allow"],
     ],
 )
 def test_the_operators_tier_is_known_out_of_the_box(trace: list[str]) -> None:

@@ -123,7 +123,12 @@ BUILTIN_TIERS: tuple[Tier, ...] = (
 # 40788b9b6bef9d94e77b2e0d7a5eed7e17e2364c and at 5263316239f5's parent; no defaultAction,
 # so Calico's Deny). Flow logs name it in every trace it decides, while exported policy folders
 # rarely define it: known out of the box, like the built-in tiers, overridable by `tierOrders`.
+# Before the operator (Calico Enterprise 2.x, then "CNX") the same tier was `allow-cnx`, order
+# 100 ("installs the `default` and `allow-cnx` tiers", table "allow-cnx | 100": Tigera's docs
+# security/aws-security-group-integration/tier-management.md, as kept in the public repository
+# dimitri-nicolo/calico, master/); 2019 flow logs in tests/calico_records name it.
 OPERATOR_TIERS: tuple[Tier, ...] = (
+    Tier("allow-cnx", 100.0, "Deny"),
     Tier("allow-tigera", 100.0, "Deny"),
     Tier("calico-system", 100.0, "Deny"),
 )
