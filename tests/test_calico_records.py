@@ -317,6 +317,29 @@ def test_a_network_peer_other_than_pub_or_pvt_is_an_external_peer(
     assert rules[0]["metadata"]["annotations"]["policyrecommendation.tigera.io/scope"] == "Public"
 
 
+def test_an_aws_peer_without_address_is_the_metadata_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Calico Enterprise 2.x's Felix labelled exactly 169.254.169.254 `aws`, and its 2019 logs
+    (tests/calico_records/intrusion-detection-watch-flows.json: coredns to `aws` UDP 53) name
+    it without an address. Before, that became the public fallback, which excludes link-local:
+    flagged may-cut, and enforcement would have denied the very flows it was learned from."""
+    spec = _learn([_from_net("aws", None, 53)], tmp_path, capsys)
+    rules = [r for r in spec["ingress"] if "nets" in r.get("source", {})]
+    assert [(r["source"]["nets"], r["source"].get("notNets")) for r in rules] == [
+        (["169.254.169.254/32"], None)
+    ]
+    flags = rules[0]["metadata"]["annotations"].get("flowfence.io/flags", "")
+    assert "public-fallback" not in flags and "may-cut-observed" not in flags
+    # Replay knows the label's address too: allowed, not undetermined.
+    store, out = tmp_path / "store-flows.log", tmp_path / "out"
+    replay = ["replay", "--policies", str(out / "policies"), "--flows", str(store)]
+    assert main([*replay, "--since", "2020-01-01T00:00:00Z", "--output", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["undetermined"] == [] and result["denied"] == []
+    assert result["summary"]["allowed_edges"] == result["summary"]["evaluated_edges"] > 0
+
+
 def test_a_network_peer_with_an_invalid_name_is_still_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -118,5 +118,7 @@ def test_the_runs_own_output_replays_over_the_records_without_a_denial(
     assert result["denied"] == [] and result["would_deny"] is False
     summary = result["summary"]
     assert summary["denied_edges"] == 0
+    # Nor undetermined: the records' only address-less external peer is `aws`, one address.
+    assert summary["undetermined_edges"] == 0, json.dumps(result["undetermined"])
     # Something was replayed: every allowed record's edge was evaluated.
     assert summary["allowed_edges"] > 0, json.dumps(summary)

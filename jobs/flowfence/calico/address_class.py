@@ -11,6 +11,7 @@ e164f1d2c8411514b4cee96a58ba10b1a2ebe84f). Such a peer is a class of addresses, 
   fallback leaves those special blocks out, so a `pub` peer without an address replays as
   undetermined against it (allow or deny): the log cannot say whether the flow went to the
   metadata service, and calling it allowed would hide a denial (docs/review.md);
+- `aws` (Calico Enterprise 2.x) is the EC2 metadata address alone (cidr.AWS_METADATA);
 - a `net` peer with another label (or none) and no address may be anything.
 A rule's `nets` decide a class only where they cover the whole class or none of it, and a
 policy set decides it only where every address of the class gets the same outcome. So an
@@ -61,6 +62,8 @@ def _complement(blocks: Iterable[str]) -> tuple[Span, ...]:
 PRIVATE: tuple[Span, ...] = tuple(_spans(cidr.RFC1918))
 PUBLIC: tuple[Span, ...] = (*_complement(cidr.RFC1918), (6, 0, _V6_LAST))
 ANY: tuple[Span, ...] = ((4, 0, _V4_LAST), (6, 0, _V6_LAST))
+_AWS_INT = int(ipaddress.IPv4Address(cidr.AWS_METADATA))
+_AWS: tuple[Span, ...] = ((4, _AWS_INT, _AWS_INT),)
 
 
 def parse_ip(text: str | None) -> IPAddress | None:
@@ -81,12 +84,14 @@ def peer_class(kind: str, name: str | None, ip: str | None) -> tuple[Span, ...] 
         return PRIVATE
     if name == "pub":
         return PUBLIC
+    if name == "aws":
+        return _AWS
     return ANY
 
 
 def class_key(name: str | None) -> str:
     """The edge-class key of an address-less `net` peer: its label keeps the class apart."""
-    return f"none:{name if name in ('pvt', 'pub') else '-'}"
+    return f"none:{name if name in ('pvt', 'pub', 'aws') else '-'}"
 
 
 def cuts(

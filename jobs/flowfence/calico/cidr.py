@@ -37,6 +37,12 @@ LABELLED_PUB: dict[Family, tuple[str, ...]] = {
     6: ("::1/128", "fc00::/7", "fe80::/10"),  # Felix's `pvt` has no IPv6 range at all
 }
 ANY: dict[Family, str] = {4: "0.0.0.0/0", 6: "::/0"}
+# Felix in Calico Enterprise 2.x (CNX) labelled one more network: `aws`, the EC2 instance
+# metadata address and nothing else (collector/flowlog_util.go, `getSubnetType`:
+# `AWSMetaServerNet FlowLogSubnetType = "aws"`, 169.254.169.254/32; Tigera's Felix as kept in
+# the public repository dimitri-nicolo/calico, commit 17447372d9d9194efad0fa6fbc6be1fba82c9ed0).
+# Its 2019 flow logs (tests/calico_records) name it without an address: the label is the address.
+AWS_METADATA = "169.254.169.254"
 
 
 def network(value: str) -> Network:

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from flowfence.calico import cidr
 from flowfence.learn.model import PORT_PROTOCOLS, RuleSettings
 
 # Calico's protocol spelling; other numbers pass through as text (the Rule checks 1-255).
@@ -73,6 +74,14 @@ def remote(edges: pl.DataFrame, settings: RuleSettings) -> pl.DataFrame:
     )
     enterprise = settings.flavor == "calico-enterprise"
     net = pl.col("r_type") == "net"
+    # `aws` names one address (cidr.AWS_METADATA): the rule names it, never the public fallback,
+    # which excludes link-local and would cut the metadata and DNS traffic it was learned from.
+    frame = frame.with_columns(
+        pl.when(net & (pl.col("r_name") == "aws") & pl.col("r_ip").is_null())
+        .then(pl.lit(cidr.AWS_METADATA))
+        .otherwise(pl.col("r_ip"))
+        .alias("r_ip")
+    )
     # Every named network but `pvt` is external: `pub`, and the other names older releases
     # wrote (`aws`); they get the public rules, the IP's or the public fallback.
     public = net & pl.col("r_name").is_not_null() & (pl.col("r_name") != "pvt")
