@@ -38,6 +38,9 @@ def test_a_held_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
     message = str(info.value)
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
     assert "another flowfence run" in message
+    # What to do instead of deleting the file, which the lock's own rule forbids.
+    assert "wait for it to finish, or check that process" in message
+    assert f"do not delete {tmp_path / 'lock'}" in message
     # Released: the file stays, empty, and the lock can be taken again.
     assert (tmp_path / "lock").read_text() == ""
     with lock.acquire(tmp_path) as again:
@@ -75,6 +78,7 @@ def test_a_second_run_is_refused_while_one_is_going(
         second = run_cli(run_args(flows, out, now))
         assert second.code == 1
         assert f"locked by pid {first.pid} on host {socket.gethostname()}" in second.err
+        assert len(second.err.splitlines()) == 1 and "Traceback" not in second.err
         assert not (out / "report.json").exists()
     finally:
         pause.unlink(missing_ok=True)  # let the first run go on
@@ -168,3 +172,31 @@ def test_a_waiting_holder_waits_for_another_process(tmp_path: Path) -> None:
         marker.unlink(missing_ok=True)
         child.wait(timeout=60)
     assert child.returncode == 0
+
+
+def test_a_lock_path_that_is_a_directory_is_one_line_exit_1(
+    flows: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = tmp_path / "out"
+    (out / "state" / "lock").mkdir(parents=True)
+    result = run_cli(run_args(flows, out, T0 + timedelta(hours=3)))
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"flowfence: error: lock file {out / 'state' / 'lock'} is a directory, which flowfence "
+        "never makes there; move it out of the way"
+    ]
+    assert "Traceback" not in result.err and result.out == ""
+    assert not (out / "policies").exists() and not (out / "report.json").exists()
+
+
+def test_a_state_path_that_is_a_file_is_one_line_exit_1(
+    flows: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "state").write_text("not a directory\n")
+    result = run_cli(run_args(flows, out, T0 + timedelta(hours=3)))
+    assert result.code == 1
+    assert len(result.err.splitlines()) == 1 and "Traceback" not in result.err
+    assert f"{out / 'state'} (or a folder above it) is a file, not a directory" in result.err
+    assert (out / "state").read_text() == "not a directory\n"

@@ -123,10 +123,31 @@ def _thread_lock(path: Path) -> threading.Lock:
 
 def _refused(directory: Path, path: Path, holder: Holder | None) -> LockHeld:
     who = holder.describe() if holder else "another process (starting up)"
+    # Never advise deleting the file (module doc): the kernel frees the lock when its holder
+    # exits, however it exits, so a held lock always means a live process.
     return LockHeld(
         f"state {directory} is locked by {who}: another flowfence run is using it; "
-        f"wait for it to finish (or, if no run is going, delete {path})"
+        f"wait for it to finish, or check that process (the lock frees itself when it exits; "
+        f"do not delete {path})"
     )
+
+
+def _open(directory: Path, path: Path) -> int:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StateError(f"{directory} (or a folder above it) is a file, not a directory") from None
+    except OSError as exc:
+        raise StateError(f"cannot make directory {directory}: {exc.strerror or exc}") from None
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise StateError(
+            f"lock file {path} is a directory, which flowfence never makes there; "
+            "move it out of the way"
+        ) from None
+    except OSError as exc:
+        raise StateError(f"cannot open lock file {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -135,9 +156,8 @@ def acquire(directory: Path, *, name: str = LOCK_NAME, wait: bool = False) -> It
 
     `wait`: block until the lock is free. Without it, LockHeld when another holder (another
     process, or another thread or `with` block of this one) has it."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(directory, path)
     try:
         in_process = _thread_lock(path)
         if not in_process.acquire(blocking=wait):
