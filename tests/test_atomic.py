@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from flowfence.core import atomic
+from flowfence.core.errors import OutputError, RuntimeFailure
 
 
 def test_write_bytes_replaces_and_skips_identical(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_sync_tree_removes_files_no_longer_produced(tmp_path: Path) -> None:
 
 
 def test_sync_tree_refuses_paths_outside_root(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(OutputError, match="outside"):
         atomic.sync_tree(tmp_path / "out", {"../escape.yaml": b"x"}, owned="policies")
     assert not (tmp_path / "escape.yaml").exists()
 
@@ -48,7 +49,7 @@ def test_failed_write_leaves_previous_file(tmp_path: Path, monkeypatch: pytest.M
         raise OSError("disk full")
 
     monkeypatch.setattr(atomic.os, "fsync", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RuntimeFailure, match=f"cannot write {target}: disk full"):
         atomic.write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

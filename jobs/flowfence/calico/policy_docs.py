@@ -80,13 +80,18 @@ class Loader:
 
     def add_path(self, path: Path) -> None:
         if path.is_dir():
-            files = sorted(
+            candidates = sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in SUFFIXES
+                if p.suffix.lower() in SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
+            files = [p for p in candidates if p.is_file()]
+            # A link is followed for reading; one that leads nowhere (missing target or a loop)
+            # is named, as a policy the operator meant to load may be missing.
+            for p in candidates:
+                if p.is_symlink() and not p.exists():
+                    self.warnings.append(f"{p}: a broken symlink (missing target or loop); skipped")
             if not files:
                 self.warnings.append(f"{path}: no YAML manifests found")
         elif path.is_file():

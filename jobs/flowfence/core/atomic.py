@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from flowfence.core.errors import OutputError, RuntimeFailure
 
 
 def fsync(path: Path) -> None:
@@ -27,7 +29,20 @@ def fsync(path: Path) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> bool:
-    """Atomically replace `path` with `data`. Returns False when the bytes were already there."""
+    """Atomically replace `path` with `data`. Returns False when the bytes were already there.
+
+    OutputError when `path` is a symlink: the rename would silently replace someone's link,
+    and reading through it (to compare) could follow it anywhere. RuntimeFailure naming the
+    path when the write fails (disk full, permissions); the previous file is then intact."""
+    if path.is_symlink():
+        raise _symlink(path)
+    try:
+        return _replace(path, data)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _replace(path: Path, data: bytes) -> bool:
     try:
         if path.read_bytes() == data:
             return False
@@ -79,9 +94,27 @@ def sync_tree(root: Path, files: Mapping[str, bytes], *, owned: str) -> tuple[li
     return written, removed
 
 
+def check_writable(root: Path, rels: Iterable[str]) -> None:
+    """OutputError for the first of `rels` that write_bytes/sync_tree would refuse, so a run can
+    refuse before it commits anything rather than halfway through its outputs."""
+    for rel in sorted(rels):
+        target = _inside(root, rel)
+        if target.is_symlink():
+            raise _symlink(target)
+
+
+def _symlink(path: Path) -> OutputError:
+    return OutputError(
+        f"{path} is a symlink; flowfence writes only regular files it owns there: "
+        "remove the link (or point the output somewhere else)"
+    )
+
+
 def _inside(root: Path, rel: str) -> Path:
-    # Relative paths are built from validated names, but a path must never leave the root.
-    target = (root / rel).resolve()
-    if not target.is_relative_to(root.resolve()):
-        raise ValueError(f"refusing to write outside {root}: {rel!r}")
+    # Relative paths are built from validated names, but a path must never leave the root,
+    # not even through a symlinked folder (`policies` -> elsewhere). The file itself is not
+    # resolved: write_bytes refuses a symlink rather than write through it.
+    target = root / rel
+    if not target.parent.resolve().is_relative_to(root.resolve()):
+        raise OutputError(f"refusing to write {rel} outside {root} (is a folder a symlink?)")
     return target

@@ -44,6 +44,10 @@ class ConfigError(BadInput):
     """A configuration file or flag that cannot be used."""
 
 
+class OutputError(BadInput):
+    """An output path flowfence will not write through (a symlink, or a folder leading out)."""
+
+
 class PolicyError(BadInput):
     """A policy manifest that cannot be loaded or a selector that cannot be parsed."""
 

@@ -58,7 +58,9 @@ def output_reader(out: Path) -> Cached:
     def read(rel: str) -> bytes | None:
         try:
             return (out / rel).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except OSError:
+            # Missing, or unreadable (a symlink loop): not "already there", so it is written,
+            # and writing refuses what cannot be written with a message naming it.
             return None
 
     return read

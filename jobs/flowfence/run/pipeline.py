@@ -292,9 +292,11 @@ def run(request: RunRequest) -> RunResult:
         flavor = request.settings.flavor
         if invalid := schema_tree.check_rendered(computation.files, flavor, only=writing):
             raise RuntimeFailure(schema_tree.failure(invalid))
+        out = request.out
+        # A symlink among the outputs is refused before the state moves on (atomic.py).
+        atomic.check_writable(out, [*computation.files, "report.json", "report.md"])
         if computation.changed:
             held.commit(prior, computation.state)
-        out = request.out
         written, removed = atomic.sync_tree(out, computation.files, owned="policies")
         _step(request, "after-policies")
         reports = {

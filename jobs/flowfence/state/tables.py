@@ -42,7 +42,7 @@ import polars as pl
 
 from flowfence import __version__
 from flowfence.core import atomic, checkpoints, times
-from flowfence.core.errors import StateError
+from flowfence.core.errors import RuntimeFailure, StateError
 from flowfence.flows.edges import EDGE_SCHEMA
 
 FORMAT = "flowfence-state"
@@ -261,16 +261,30 @@ def load(directory: Path) -> State:
     )
 
 
-def _write_table(path: Path, frame: pl.DataFrame) -> None:
+def _write_table(path: Path, frame: pl.DataFrame, generation: int) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
         atomic.fsync(tmp)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError | pl.exceptions.PolarsError):
+            # Before the manifest: the state on disk is still the previous generation.
+            raise RuntimeFailure(
+                f"cannot write state table {path}: {_io_reason(exc)}; the state is unchanged "
+                f"(still generation {generation - 1})"
+            ) from exc
         raise
+
+
+def _io_reason(exc: BaseException) -> str:
+    # Polars wraps the OS error (disk full) in a parquet message; the OS part is the news.
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return text.rpartition("underlying IO error: ")[2]
 
 
 def commit(directory: Path, previous: State, new_state: State) -> State:
@@ -286,7 +300,7 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
             names[name] = old
             continue
         names[name] = f"{name}-{generation:06d}.parquet"
-        _write_table(directory / names[name], frame)
+        _write_table(directory / names[name], frame, generation)
     atomic.fsync(directory)
     checkpoints.reached("after-state-tables")
     manifest = {
