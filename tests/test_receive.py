@@ -122,6 +122,27 @@ def test_gzip_batches_are_inflated(server: Running, tmp_path: Path) -> None:
     assert status == 200 and reply["rows"] == 3
 
 
+def test_every_member_of_a_gzip_body_is_stored(server: Running, tmp_path: Path) -> None:
+    # a gzip writer that appends makes one member per write (`cat a.gz b.gz`)
+    lines = (DATA / "goldmane-batch.ndjson").read_bytes().splitlines(keepends=True)
+    body = gzip.compress(b"".join(lines[:2]), mtime=0) + gzip.compress(b"".join(lines[2:]))
+    status, reply = server.post(body, {**AUTH, "Content-Encoding": "gzip"})
+    assert status == 200
+    assert (reply["rows"], reply["malformed"]) == (3, 2)
+    assert count(tmp_path / "store") == 3
+    assert sorted(r["dest_port"] for r in stored(tmp_path / "store")) == [5432, 7070, 8080]
+
+
+@pytest.mark.parametrize("tail", [b"trailing garbage", b"\x1f\x8b" + b"\0" * 20])
+def test_a_gzip_body_with_a_bad_tail_stores_nothing(
+    server: Running, tmp_path: Path, tail: bytes
+) -> None:
+    body = gzip.compress((DATA / "goldmane-batch.ndjson").read_bytes(), mtime=0) + tail
+    status, reply = server.post(body, {**AUTH, "Content-Encoding": "gzip"})
+    assert status == 400 and "bad gzip body" in reply["error"]
+    assert not list((tmp_path / "store").glob("date=*"))
+
+
 @pytest.mark.parametrize(
     ("headers", "path", "status"),
     [

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from flowfence.cli.options import parse_size
 from flowfence.core import objectstore
 from flowfence.core.errors import BadInput
 from flowfence.ingest import convert as core
@@ -77,6 +78,14 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             str, typer.Option("--output", help="Summary on stdout: text or json.")
         ] = "text",
+        max_line: Annotated[
+            str,
+            typer.Option(
+                "--max-line-bytes",
+                help="A JSON line longer than this (64MiB, 1024, ...) is malformed: counted, "
+                "reported and skipped without being held in memory.",
+            ),
+        ] = "64MiB",
     ) -> None:
         """Convert Calico flow logs into hive-partitioned Parquet that `run --flows` reads.
 
@@ -85,14 +94,19 @@ def register(app: typer.Typer) -> None:
         file in which nothing could be read fails the command (exit 2) and is named.
         """
         parsed = core.parse_format(fmt)
+        limit = parse_size(max_line, "--max-line-bytes")
         if output not in ("text", "json"):
             raise BadInput(f"--output: {output!r} is not text or json")
         if not sources and not compact:
             raise BadInput("ingest: give at least one SOURCE (or --compact alone)")
         if objectstore.is_url(out):
-            summary = store_s3.ingest_to(sources or [], out, fmt=parsed, compact=compact)
+            summary = store_s3.ingest_to(
+                sources or [], out, fmt=parsed, compact=compact, max_line=limit
+            )
         else:
-            summary = core.ingest(sources or [], Path(out), fmt=parsed, compact=compact)
+            summary = core.ingest(
+                sources or [], Path(out), fmt=parsed, compact=compact, max_line=limit
+            )
         if output == "json":
             typer.echo(json.dumps(core.summary_json(summary), indent=2, sort_keys=True))
         else:

@@ -8,6 +8,7 @@ hint to append `Z`. DuckDB resources: `run` and `replay` take the same `--memory
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 
 from flowfence.core import times
+from flowfence.core.errors import ConfigError
 
 MemoryLimit = Annotated[
     str | None,
@@ -58,3 +60,15 @@ def time_option(value: str | None, option: str) -> datetime | None:
 def now_option(value: str | None) -> datetime:
     """`--now`, or the wall clock (to the second) when not given."""
     return times.now() if value is None else times.parse_option(value, "--now")
+
+
+_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "kib": 2**10, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
+
+
+def parse_size(text: str, option: str) -> int:
+    """A byte size such as `16MiB` (`--max-body`, `--max-line-bytes`)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"{option}: {text!r} is not a size such as 16MiB")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]

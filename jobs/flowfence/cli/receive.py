@@ -12,21 +12,13 @@ from typing import Annotated
 
 import typer
 
+from flowfence.cli.options import parse_size
 from flowfence.core.errors import ConfigError
 from flowfence.ingest import convert as ingest
 from flowfence.ingest.receive import DEFAULT_MAX_BODY, ReceiveConfig, Receiver
 
 TOKEN_ENV = "FLOWFENCE_RECEIVE_TOKEN"
-_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "kib": 2**10, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
 _LISTEN = re.compile(r"\[?([^\[\]]*?)\]?:(\d{1,5})")
-
-
-def parse_size(text: str) -> int:
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ConfigError(f"--max-body: {text!r} is not a size such as 16MiB")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -90,7 +82,7 @@ def register(app: typer.Typer) -> None:
             host=host,
             port=port,
             token=_token(token_file),
-            max_body=parse_size(max_body) if max_body else DEFAULT_MAX_BODY,
+            max_body=parse_size(max_body, "--max-body") if max_body else DEFAULT_MAX_BODY,
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,

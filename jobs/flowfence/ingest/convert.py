@@ -21,7 +21,9 @@ them together with the file's manifest entry, so:
   writing it), and reported as pending bytes.
 
 Malformed lines (or documents) are counted, the first few reported with file and line number,
-and the rest of the file is ingested. A file in which nothing could be read (every line or
+and the rest of the file is ingested. A line longer than `max_line` bytes (64 MiB unless
+`--max-line-bytes` says otherwise) is malformed too, read past without being held whole, so
+memory stays bounded whatever the input. A file in which nothing could be read (every line or
 document malformed: not a flow log, or a layout ingest does not know) fails: nothing is stored
 for it, the summary names the first reasons and the command exits 2. A file with no flows
 (empty, as Felix starts `flows.log` after rotating it, or an export that matched nothing) is
@@ -69,6 +71,8 @@ Parser = Literal["duckdb", "python"]  # which path read a file: ingest_fast.py o
 DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_THREADS = 2
 DUCKDB_FLUSH_ROWS = 32_768
+# read_json refuses a line longer than about this, whatever its maximum_object_size says.
+DUCKDB_LINE_CAP = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def ingest_file(
     *,
     chunk_rows: int = CHUNK_ROWS,
     sample_room: int = SAMPLES,
+    max_line: int = ingest_scan.MAX_LINE_BYTES,
 ) -> tuple[FileResult, list[Malformed]]:
     """Ingest one file (see the module doc); a file that cannot be read is a `failed` result."""
     source = str(path)
@@ -161,12 +166,12 @@ def ingest_file(
             parser: Parser = "duckdb"
             tally = None
             if layout == "lines":
-                tally = _fast(store, con, path, fmt, found, staging)
+                tally = _fast(store, con, path, fmt, found, staging, max_line)
                 staging = staging if tally is not None else store.new_staging()
             if tally is None:
                 parser = "python"
                 tally = _parse(store, con, path, fmt, found, layout, staging, chunk_rows,
-                               sample_room)  # fmt: skip
+                               sample_room, max_line)  # fmt: skip
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -212,6 +217,7 @@ def _parse(
     staging: Path,
     chunk_rows: int,
     sample_room: int,
+    max_line: int,
 ) -> Tally:
     """The file parsed in Python into `staging`: as documents, or line by line. A documents
     file whose very first value does not decode is read line by line after all: it may be
@@ -228,7 +234,7 @@ def _parse(
             return docs
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-    lines = ingest_scan.numbered(path, found, offset, first)
+    lines = ingest_scan.numbered(path, found, offset, first, max_line)
     tally = write_lines(store, con, staging, found.sha256, lines, parse, str(path),
                         chunk_rows=chunk_rows, sample_room=sample_room)  # fmt: skip
     # Nothing either way: the documents reading says better why (one line at a time, a
@@ -248,14 +254,23 @@ def _fast(
     fmt: Format,
     found: ingest_scan.Scan,
     staging: Path,
+    max_line: int,
 ) -> Tally | None:
     """The whole file through DuckDB (ingest_fast.py), or None (staging discarded) when it is
-    not fast-path material: Goldmane lines, a malformed line, a tail to resume or to leave."""
+    not fast-path material: Goldmane lines, a malformed line, a tail to resume or to leave, a
+    line over `max_line` (DuckDB reads lines up to about 32 MiB whatever it is told: the line
+    parser reports the longer ones; the scan measures plain files only)."""
     if fmt == "goldmane" or found.resume is not None or found.end != found.size:
+        return None
+    if found.longest > max_line or (found.gzip and max_line < DUCKDB_LINE_CAP):
         return None
     try:
         rows = ingest_fast.copy_enterprise(
-            con, path, compressed=found.gzip, staging=staging, sha256=found.sha256
+            con,
+            path,
+            compressed=found.gzip,
+            staging=staging,
+            sha256=found.sha256,
         )
     except duckdb.Error:
         rows = None
@@ -291,9 +306,12 @@ def ingest(
     fmt: Format = "auto",
     compact: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    max_line: int = ingest_scan.MAX_LINE_BYTES,
 ) -> IngestSummary:
     """Ingest every source file into the store at `store_root`; see the module doc."""
     row_parser(fmt)  # checks the format before anything is read
+    if max_line < 1:
+        raise BadInput("ingest: --max-line-bytes must be positive")
     files = list_sources(sources)
     store = Store(store_root)
     results: list[FileResult] = []
@@ -304,7 +322,13 @@ def ingest(
             pass  # recovers what an interrupted writer left before anything is read
         for path in files:
             result, found = ingest_file(
-                store, con, path, fmt, chunk_rows=chunk_rows, sample_room=SAMPLES - len(samples)
+                store,
+                con,
+                path,
+                fmt,
+                chunk_rows=chunk_rows,
+                sample_room=SAMPLES - len(samples),
+                max_line=max_line,
             )
             results.append(result)
             samples.extend(found)

@@ -15,7 +15,8 @@ Requests: `POST /` or `POST /flows`; `GET /healthz` for probes. Checks, in order
   `CLIENT_CERT_PATH`/`CLIENT_KEY_PATH` are set (and checks ours against `CA_CERT_PATH` and
   `SERVER_NAME`);
 - size: a Content-Length is required (411) and at most `max_body` bytes (413), and a gzip
-  body (`Content-Encoding: gzip`) may not inflate past `max_body` either (413);
+  body (`Content-Encoding: gzip`, every member of it) may not inflate past `max_body` either
+  (413), nor carry bytes after a member that are not another member (400);
 - body: NDJSON flows; malformed lines are counted and logged and the rest stored, a body
   with no valid flow is refused (400, with the reason).
 
@@ -220,6 +221,37 @@ class _Refused(Exception):
         self.headers = headers or {}
 
 
+def _inflate(body: bytes, limit: int) -> bytes:
+    """A gzip body inflated, every member of it: a writer that appends makes several (`cat
+    a.gz b.gz`), and acknowledging only the first would drop the rest. Anything after a member
+    that is not another member (bar the NUL padding `gzip` itself skips) refuses the batch;
+    the total may not inflate past `limit` (413)."""
+    parts: list[bytes] = []
+    total = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(rest, limit + 1 - total)
+        except zlib.error as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"bad gzip body: {exc}") from None
+        total += len(data)
+        parts.append(data)
+        if total > limit or inflater.unconsumed_tail:
+            raise _Refused(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"gzip body inflates past {limit} bytes"
+            )
+        if not inflater.eof:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):
+            return b"".join(parts)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST, "bad gzip body: data after a member is not a gzip member"
+            )
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -320,18 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(HTTPStatus.BAD_REQUEST, "body shorter than its Content-Length")
         if self.headers.get("Content-Encoding", "").strip().lower() != "gzip":
             return body
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = inflater.decompress(body, max_body + 1)
-        except zlib.error as exc:
-            raise _Refused(HTTPStatus.BAD_REQUEST, f"bad gzip body: {exc}") from None
-        if len(data) > max_body or inflater.unconsumed_tail:
-            raise _Refused(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"gzip body inflates past {max_body} bytes"
-            )
-        if not inflater.eof:
-            raise _Refused(HTTPStatus.BAD_REQUEST, "gzip body is truncated")
-        return data
+        return _inflate(body, max_body)
 
     def _store(self, receiver: Receiver, body: bytes) -> BatchResult:
         if not body.strip():

@@ -14,6 +14,7 @@ strings reaches the Parquet writer. Strings are stored as data, never put into S
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -69,6 +70,14 @@ Row = tuple[Any, ...]  # one value per COLUMNS entry
 
 class LineError(ValueError):
     """A line that is not a flow of the expected format; the message says why."""
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than `limit` bytes, skipped without being held whole (scan.numbered):
+    malformed."""
+
+    limit: int
 
 
 def text(value: Any, field: str) -> str | None:

@@ -1,11 +1,12 @@
 """The first, streaming pass over an input file of `flowfence ingest`.
 
-It hashes the file (sha256), finds where its last complete line ends (an unterminated last
-line that does not parse is left for the next run: Felix may still be writing it), counts the
-lines, and recognises an earlier, shorter version of the same file in the manifest (Felix
-appends to `flows.log` and rotates it to `flows.log.1`): an entry whose first bytes hash the
-same and whose sha256 equals the hash of this file's prefix of that length. `numbered` then
-yields the lines to parse, from that prefix on, never past the end found here.
+It hashes the file (sha256), measures its longest line, finds where
+its last complete line ends (an unterminated last line that does not parse is left for the next
+run: Felix may still be writing it), counts the lines, and recognises an earlier, shorter
+version of the same file in the manifest (Felix appends to `flows.log` and rotates it to
+`flows.log.1`): an entry whose first bytes hash the same and whose sha256 equals the hash of
+this file's prefix of that length. `numbered` then yields the lines to parse, from that prefix
+on, never past the end found here, and skips a line longer than the limit without holding it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from flowfence.ingest.rows import LongLine
 from flowfence.ingest.store import Entry
 
 HEAD_BYTES = 4096  # the prefix whose checksum finds an earlier, shorter copy of a file
 MAX_TAIL = 1 << 20  # an unterminated last line longer than this is not tried as JSON
 _BLOCK = 1 << 20
+# A JSON line is held whole and decoded (several times its size in memory), so a longer one is
+# skipped in _BLOCK pieces and reported as malformed: memory stays bounded whatever the input.
+# 64 MiB holds a compact `_search` response of 10,000 hits (Elasticsearch's default
+# max_result_window) on one line.
+MAX_LINE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class Scan:
     resume: Entry | None  # an earlier, shorter version of this file already ingested
     head: str  # sha256 of the first min(HEAD_BYTES, end) bytes
     lines: int  # lines in [0, end) (plain files; 0 for gzip)
+    longest: int  # bytes in the longest line, its newline not counted (plain files; 0 for gzip)
 
 
 def scan(path: Path, entries: dict[str, Entry], *, whole: bool = False) -> Scan:
@@ -51,7 +59,7 @@ def scan(path: Path, entries: dict[str, Entry], *, whole: bool = False) -> Scan:
         handle.seek(0)
         digest = hashlib.sha256()
         at_newline = digest.copy()
-        pos = last_newline = newlines = 0
+        pos = last_newline = newlines = longest = run = 0
         prefixes: dict[int, str] = {}
         stops = sorted(candidates)
         while True:
@@ -60,12 +68,18 @@ def scan(path: Path, entries: dict[str, Entry], *, whole: bool = False) -> Scan:
                 break
             cut = -1 if compressed else block.rfind(b"\n")
             if cut >= 0:
-                newlines += block.count(b"\n")
+                # split and len run in C: no Python loop over the lines
+                parts = block.split(b"\n")
+                inner = max(map(len, parts[1:-1]), default=0)
+                longest = max(longest, run + len(parts[0]), inner)
+                run = len(parts[-1])
+                newlines += len(parts) - 1
                 digest.update(block[: cut + 1])
                 at_newline, last_newline = digest.copy(), pos + cut + 1
                 digest.update(block[cut + 1 :])
             else:
                 digest.update(block)
+                run += len(block)
             pos += len(block)
             while stops and pos == stops[0]:
                 prefixes[stops.pop(0)] = digest.copy().hexdigest()
@@ -79,7 +93,8 @@ def scan(path: Path, entries: dict[str, Entry], *, whole: bool = False) -> Scan:
     resume = max(matches, key=lambda e: e.size) if matches else None
     head_sha = hashlib.sha256(head[: min(HEAD_BYTES, end)]).hexdigest()
     lines = 0 if compressed else newlines + (1 if end > last_newline else 0)
-    return Scan(compressed, size, end, sha, full, resume, head_sha, lines)
+    longest = 0 if compressed else max(longest, run)
+    return Scan(compressed, size, end, sha, full, resume, head_sha, lines, longest)
 
 
 def _candidates(head: bytes, size: int, entries: dict[str, Entry]) -> dict[int, Entry]:
@@ -148,22 +163,25 @@ class _Limited(io.RawIOBase):
         return len(data)
 
 
-def numbered(path: Path, scan: Scan, offset: int, first: int) -> Iterator[tuple[int, bytes]]:
-    if scan.gzip:
-        with gzip.open(path, "rb") as stream:
-            yield from enumerate(stream, start=first)
-        return
+def numbered(
+    path: Path, scan: Scan, offset: int, first: int, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | LongLine]]:
+    """The lines from `offset` to the scanned end, numbered from `first`; a line longer than
+    `max_line` bytes (its newline not counted) is read past in bounded pieces and given as a
+    LongLine instead."""
     with path.open("rb") as handle:
-        handle.seek(offset)
-        pos = offset
+        stream: io.BufferedIOBase
+        if scan.gzip:
+            stream = gzip.GzipFile(fileobj=handle)
+        else:
+            handle.seek(offset)
+            stream = io.BufferedReader(_Limited(handle, scan.end - offset), _BLOCK)
         number = first
-        for line in handle:
-            if pos + len(line) > scan.end:
-                line = line[: scan.end - pos]
-            if not line:
-                break
-            yield number, line
+        while line := stream.readline(max_line + 1):
+            if len(line) > max_line and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = stream.readline(_BLOCK)
+                yield number, LongLine(max_line)
+            else:
+                yield number, line
             number += 1
-            pos += len(line)
-            if pos >= scan.end:
-                break

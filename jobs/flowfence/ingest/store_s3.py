@@ -28,7 +28,7 @@ from flowfence.core.lock import Holder
 from flowfence.core.objects import PreconditionLost
 from flowfence.core.objectstore import S3Url
 from flowfence.ingest import convert as ingest
-from flowfence.ingest import write
+from flowfence.ingest import scan, write
 from flowfence.ingest.store import ID_LENGTH, Store, input_id
 
 META = "_ingest"
@@ -79,6 +79,7 @@ def ingest_to(
     fmt: ingest.Format = "auto",
     compact: bool = False,
     chunk_rows: int = write.CHUNK_ROWS,
+    max_line: int = scan.MAX_LINE_BYTES,
 ) -> ingest.IngestSummary:
     """`ingest.ingest` into the object-store location `url` (see the module doc)."""
     if compact:
@@ -100,7 +101,7 @@ def ingest_to(
             root.join(rel) for rel, ident in _remote_data(fs, root).items() if ident not in known
         ]
         objects.delete(fs, orphans)
-        summary = ingest.ingest(sources, stage, fmt=fmt, chunk_rows=chunk_rows)
+        summary = ingest.ingest(sources, stage, fmt=fmt, chunk_rows=chunk_rows, max_line=max_line)
         staged = sorted(p for p in stage.glob(f"{partitions.HOUR_GLOB}/*.parquet") if p.is_file())
         for file in staged:
             # Streamed (multipart when large): memory stays bounded; the lock means no other

@@ -17,7 +17,7 @@ from typing import IO, Any
 import duckdb
 
 from flowfence.ingest import documents
-from flowfence.ingest.rows import LineError, Row, RowBuffer
+from flowfence.ingest.rows import LineError, LongLine, Row, RowBuffer
 from flowfence.ingest.store import Store
 
 Parse = Callable[[Any], Row]  # a decoded flow document -> row; LineError when it is not one
@@ -47,7 +47,7 @@ def write_lines(
     con: duckdb.DuckDBPyConnection,
     staging: Path,
     sha256: str,
-    lines: Iterable[tuple[int, bytes]],
+    lines: Iterable[tuple[int, bytes | LongLine]],
     parse: Parse,
     source: str,
     *,
@@ -55,12 +55,16 @@ def write_lines(
     sample_room: int = SAMPLES,
 ) -> Tally:
     """Parse numbered JSON lines into `staging`, one COPY per `chunk_rows` rows. A line holds
-    one flow, or several when it is a compact array or `_search` response (documents.expand)."""
+    one flow, or several when it is a compact array or `_search` response (documents.expand).
+    A line the reader skipped as too long (LongLine) is malformed."""
     tally = Tally()
 
     def decoded() -> Iterator[tuple[int, Any]]:
         for number, line in lines:
             tally.lines += 1
+            if isinstance(line, LongLine):
+                yield number, _Bad(f"line longer than {line.limit} bytes")
+                continue
             if not line.strip():
                 continue
             try:
