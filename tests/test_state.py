@@ -168,6 +168,45 @@ def test_bad_state_is_refused_and_left_alone(
     assert tree(out) == before  # state, policies and report untouched
 
 
+def test_a_lost_manifest_is_refused_until_reset_state(
+    ran: tuple[Path, Path], run_cli: RunCli
+) -> None:
+    flows, out = ran
+    directory = out / "state"
+    named = set(json.loads((directory / "manifest.json").read_text())["tables"].values())
+    (directory / "manifest.json").unlink()
+    before = tree(out)
+    with pytest.raises(StateError, match=r"but no manifest\.json"):
+        state.load(directory)
+    later = run_args(flows, out, NOW + timedelta(hours=1))
+    refused = run_cli(later)
+    assert refused.code == 1
+    assert f"state {directory}: " in refused.err and "--reset-state" in refused.err
+    assert tree(out) == before  # tables, policies and report untouched (no garbage collected)
+
+    reset = run_cli([*later, "--reset-state"])
+    assert reset.code == 0, reset.err
+    (aside,) = directory.glob("reset-*")
+    assert f"the earlier state was moved to {aside}" in reset.err
+    # The orphaned tables are kept aside, byte for byte; a new state starts beside them.
+    assert {p.name for p in aside.iterdir()} == named
+    assert all((aside / n).read_bytes() == before[f"state/{n}"] for n in named)
+    assert state.load(directory).generation == 1
+
+
+def test_reset_state_keeps_an_intact_state_aside(ran: tuple[Path, Path], run_cli: RunCli) -> None:
+    flows, out = ran
+    directory = out / "state"
+    manifest = (directory / "manifest.json").read_bytes()
+    assert json.loads(manifest)["generation"] == 1
+    reset = run_cli(run_args(flows, out, NOW + timedelta(hours=1), "--reset-state"))
+    assert reset.code == 0, reset.err
+    (aside,) = directory.glob("reset-*")
+    assert (aside / "manifest.json").read_bytes() == manifest
+    assert state.load(aside).generation == 1  # the set-aside state is still a whole state
+    assert state.load(directory).generation == 1
+
+
 def test_a_missing_manifest_is_a_new_state(tmp_path: Path) -> None:
     fresh = state.load(tmp_path / "nowhere")
     assert fresh.generation == 0 and fresh.edges.height == 0

@@ -177,3 +177,29 @@ def test_a_local_state_copied_to_the_bucket_is_used(s3: S3, tmp_path: Path) -> N
     tables = json.loads(s3.get("moved/manifest.json"))["tables"]
     assert tables["activity"].startswith("activity-000002-")
     assert tables["edges"] == "edges-000001.parquet"  # unchanged, kept under its local name
+
+
+def test_remote_tables_without_a_manifest_are_refused_until_reset(s3: S3) -> None:
+    _commit(s3, "state", 5)
+    manifest = json.loads(s3.get("state/manifest.json"))
+    table_keys = sorted(f"state/{k}" for k in manifest["tables"].values())
+    objects.delete(s3.fs, [objectstore.parse(s3.url("state/manifest.json"))])
+    with (
+        state_store.opened(s3.url("state")) as store,
+        pytest.raises(StateError, match=r"but no manifest\.json") as refused,
+    ):
+        store.load()
+    assert s3.url("state") in str(refused.value) and "--reset-state" in str(refused.value)
+    assert s3.keys("state") == table_keys  # nothing deleted
+    with state_store.opened(s3.url("state")) as store:
+        aside = store.reset()
+        assert aside is not None and aside.startswith(s3.url("state/reset-"))
+        prior = store.load()
+        assert prior.generation == 0
+        store.collect_garbage(prior)
+        store.commit(prior, _next(prior, 7))
+    kept = aside.removeprefix(s3.url() + "/")
+    assert [k for k in s3.keys("state") if k.startswith(kept)] == sorted(
+        f"{kept}/{k}" for k in manifest["tables"].values()
+    )
+    assert json.loads(s3.get("state/manifest.json"))["generation"] == 1

@@ -222,10 +222,31 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return data
 
 
+def orphaned_refusal(where: str, tables: list[str]) -> StateError:
+    """Table files without the manifest that names them: a lost manifest, not a new state.
+    Starting over here would rewrite (and garbage-collect) what the earlier runs learned."""
+    shown = ", ".join(tables[:3]) + (", ..." if len(tables) > 3 else "")
+    return StateError(
+        f"state {where}: {len(tables)} table file(s) ({shown}) but no {MANIFEST}; refusing "
+        "to start a new state over them (restore the manifest, or pass --reset-state to move "
+        "them aside into a reset-<time> folder there and start over)"
+    )
+
+
+def table_files_in(directory: Path) -> list[str]:
+    """The names of the table files in `directory` (named by a manifest or not), sorted."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if _TABLE_FILE.fullmatch(p.name))
+
+
 def load(directory: Path) -> State:
-    """The state in `directory`; a new, empty state when there is no manifest."""
+    """The state in `directory`; a new, empty state when there is neither a manifest nor a
+    table file (tables without a manifest are refused: see `orphaned_refusal`)."""
     data = read_manifest(directory)
     if data is None:
+        if orphans := table_files_in(directory):
+            raise orphaned_refusal(str(directory), orphans)
         return new()
     generation = data.get("generation")
     tables = data.get("tables")
