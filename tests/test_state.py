@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 from conftest import CliResult
-from test_state_support import T0, run_args, steady, tree
+from test_state_support import T0, kill, paused, run_args, spawn, steady, tree, wait_for
 
 from flowfence.core.errors import StateError
 from flowfence.state import tables as state
@@ -224,3 +224,20 @@ def test_manifest_times_keep_their_microseconds_on_disk(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StateError, match="manifest field 'now' is not a time"):
         state.load(tmp_path)
+
+
+def test_a_first_run_killed_before_its_manifest_is_not_an_orphaned_state(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    flows, out, pause = tmp_path / "flows", tmp_path / "out", tmp_path / "pause"
+    steady(flows, T0, 6, [("web", "api", 8080), ("api", "db", 5432)])
+    victim = spawn(run_args(flows, out, NOW), paused(pause, "after-state-tables"))
+    assert wait_for(pause, victim).startswith("after-state-tables")
+    kill(victim)
+    directory = out / "state"
+    assert state.table_files_in(directory) and not (directory / "manifest.json").exists()
+    assert state.load(directory).generation == 0  # first-run.pending: the dead run's tables
+    again = run_cli(run_args(flows, out, NOW))
+    assert again.code == 0, again.err
+    assert not (directory / "first-run.pending").exists()
+    assert state.load(directory).generation == 1 and not list(directory.glob("reset-*"))

@@ -203,3 +203,19 @@ def test_remote_tables_without_a_manifest_are_refused_until_reset(s3: S3) -> Non
         f"{kept}/{k}" for k in manifest["tables"].values()
     )
     assert json.loads(s3.get("state/manifest.json"))["generation"] == 1
+
+
+def test_a_lost_first_race_leaves_no_pending_marker(s3: S3) -> None:
+    with (
+        state_store.opened(s3.url("fresh")) as a,
+        state_store.opened(s3.url("fresh")) as b,
+    ):
+        prior_a, prior_b = a.load(), b.load()
+        a.commit(prior_a, _next(prior_a, 3))
+        with pytest.raises(StateConflict):
+            b.commit(prior_b, _next(prior_b, 4))
+    assert not [k for k in s3.keys("fresh") if k.endswith(state.PENDING)]
+    # So a manifest lost later is still refused, not taken for a dead first run's leftovers.
+    objects.delete(s3.fs, [objectstore.parse(s3.url("fresh/manifest.json"))])
+    with state_store.opened(s3.url("fresh")) as c, pytest.raises(StateError, match="reset"):
+        c.load()

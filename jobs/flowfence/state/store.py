@@ -149,7 +149,9 @@ class RemoteStore:
     def load(self) -> state.State:
         blob = objects.read_object(self.fs, self._manifest)
         if blob is None:
-            if orphans := self._tables():
+            orphans = self._tables()
+            pending = self.root.join(state.PENDING)
+            if orphans and objects.read_object(self.fs, pending) is None:
                 raise state.orphaned_refusal(self.root.url, orphans)
             self.etag, self.remote = None, {}
             return state.new()
@@ -226,6 +228,9 @@ class RemoteStore:
         committed = state.commit(self.stage, prior, new_state)
         manifest = json.loads((self.stage / state.MANIFEST).read_bytes())
         token = secrets.token_hex(4)
+        pending, first = self.root.join(state.PENDING), self.etag is None
+        if first:  # a first run: tables it leaves without a manifest are not orphans
+            objects.write_object(self.fs, pending, b"a first run is committing this state\n")
         remote: dict[str, str] = {}
         uploaded: list[S3Url] = []
         try:
@@ -242,8 +247,8 @@ class RemoteStore:
             body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
             etag = objects.put_if(self.fs, self._manifest, body, etag=self.etag)
         except PreconditionLost:
-            with contextlib.suppress(StateError, OSError):
-                objects.delete(self.fs, uploaded)
+            with contextlib.suppress(StateError, OSError):  # the winner's manifest is there
+                objects.delete(self.fs, [*uploaded, pending] if first else uploaded)
             raise StateConflict(
                 f"state {self.root.url}: another flowfence run committed a new generation "
                 f"while this run was computing generation {committed.generation}; this run's "
@@ -251,5 +256,7 @@ class RemoteStore:
                 "the new state)"
             ) from None
         self.etag, self.remote = etag, remote
+        if first:
+            objects.delete(self.fs, [pending])
         self.collect_garbage(committed)
         return committed
