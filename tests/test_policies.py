@@ -322,3 +322,49 @@ def test_domains_exact_and_wildcard() -> None:
     assert exact.matches("API.example.com.") and not exact.matches("x.api.example.com")
     assert wild.matches("a.svc.example.org") and wild.matches("a.b.svc.example.org")
     assert not wild.matches("svc.example.org")
+
+
+def _laughs(levels: int = 9, width: int = 10) -> str:
+    """A `kind: List` whose items alias Lists of aliased Lists: about 1 KB, `width ** levels`
+    items for a reader that walks it."""
+    lines = [
+        "apiVersion: v1",
+        "kind: List",
+        "items:",
+        "- &l0 {apiVersion: v1, kind: List, items: []}",
+    ]
+    for level in range(1, levels + 1):
+        items = ", ".join([f"*l{level - 1}"] * width)
+        lines.append(f"- &l{level} {{apiVersion: v1, kind: List, items: [{items}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_aliases_that_explode_are_refused(tmp_path: Path) -> None:
+    bomb = tmp_path / "laughs.yaml"
+    bomb.write_text(_laughs())
+    assert bomb.stat().st_size < 1200
+    with pytest.raises(PolicyError, match=r"laughs\.yaml: refused: .*aliases expand it beyond"):
+        load_policies(tmp_path)
+
+
+def test_self_containing_aliases_and_deep_nesting_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "loop.yaml").write_text("apiVersion: v1\nkind: List\nitems: &i [*i]\n")
+    with pytest.raises(PolicyError, match=r"loop\.yaml: refused: .*contains it"):
+        load_policies(tmp_path / "loop.yaml")
+    deep = "apiVersion: v1\nkind: List\nitems: " + "[" * 150 + "]" * 150 + "\n"
+    (tmp_path / "deep.yaml").write_text(deep)
+    with pytest.raises(PolicyError, match=r"deep\.yaml: refused: .*nested deeper than 100"):
+        load_policies(tmp_path / "deep.yaml")
+
+
+def test_a_few_aliases_still_load(tmp_path: Path) -> None:
+    ports = "&ports {protocol: TCP, destination: {ports: [80]}}"
+    text = manifest(
+        "NetworkPolicy",
+        "{name: p, namespace: ns1}",
+        f"{{selector: all(), ingress: [{{action: Allow, <<: {ports}}}], "
+        "egress: [{action: Allow, <<: *ports}]}",
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    (policy,) = load_policies(tmp_path).policies()
+    assert policy.name == "p" and len(policy.ingress) == len(policy.egress) == 1

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 from conftest import CliResult
-from test_state_support import T0, run_args, steady, tree
+from test_state_support import T0, kill, paused, run_args, spawn, steady, tree, wait_for
 
 from flowfence.core.errors import StateError
 from flowfence.state import tables as state
@@ -168,6 +168,45 @@ def test_bad_state_is_refused_and_left_alone(
     assert tree(out) == before  # state, policies and report untouched
 
 
+def test_a_lost_manifest_is_refused_until_reset_state(
+    ran: tuple[Path, Path], run_cli: RunCli
+) -> None:
+    flows, out = ran
+    directory = out / "state"
+    named = set(json.loads((directory / "manifest.json").read_text())["tables"].values())
+    (directory / "manifest.json").unlink()
+    before = tree(out)
+    with pytest.raises(StateError, match=r"but no manifest\.json"):
+        state.load(directory)
+    later = run_args(flows, out, NOW + timedelta(hours=1))
+    refused = run_cli(later)
+    assert refused.code == 1
+    assert f"state {directory}: " in refused.err and "--reset-state" in refused.err
+    assert tree(out) == before  # tables, policies and report untouched (no garbage collected)
+
+    reset = run_cli([*later, "--reset-state"])
+    assert reset.code == 0, reset.err
+    (aside,) = directory.glob("reset-*")
+    assert f"the earlier state was moved to {aside}" in reset.err
+    # The orphaned tables are kept aside, byte for byte; a new state starts beside them.
+    assert {p.name for p in aside.iterdir()} == named
+    assert all((aside / n).read_bytes() == before[f"state/{n}"] for n in named)
+    assert state.load(directory).generation == 1
+
+
+def test_reset_state_keeps_an_intact_state_aside(ran: tuple[Path, Path], run_cli: RunCli) -> None:
+    flows, out = ran
+    directory = out / "state"
+    manifest = (directory / "manifest.json").read_bytes()
+    assert json.loads(manifest)["generation"] == 1
+    reset = run_cli(run_args(flows, out, NOW + timedelta(hours=1), "--reset-state"))
+    assert reset.code == 0, reset.err
+    (aside,) = directory.glob("reset-*")
+    assert (aside / "manifest.json").read_bytes() == manifest
+    assert state.load(aside).generation == 1  # the set-aside state is still a whole state
+    assert state.load(directory).generation == 1
+
+
 def test_a_missing_manifest_is_a_new_state(tmp_path: Path) -> None:
     fresh = state.load(tmp_path / "nowhere")
     assert fresh.generation == 0 and fresh.edges.height == 0
@@ -185,3 +224,20 @@ def test_manifest_times_keep_their_microseconds_on_disk(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StateError, match="manifest field 'now' is not a time"):
         state.load(tmp_path)
+
+
+def test_a_first_run_killed_before_its_manifest_is_not_an_orphaned_state(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    flows, out, pause = tmp_path / "flows", tmp_path / "out", tmp_path / "pause"
+    steady(flows, T0, 6, [("web", "api", 8080), ("api", "db", 5432)])
+    victim = spawn(run_args(flows, out, NOW), paused(pause, "after-state-tables"))
+    assert wait_for(pause, victim).startswith("after-state-tables")
+    kill(victim)
+    directory = out / "state"
+    assert state.table_files_in(directory) and not (directory / "manifest.json").exists()
+    assert state.load(directory).generation == 0  # first-run.pending: the dead run's tables
+    again = run_cli(run_args(flows, out, NOW))
+    assert again.code == 0, again.err
+    assert not (directory / "first-run.pending").exists()
+    assert state.load(directory).generation == 1 and not list(directory.glob("reset-*"))

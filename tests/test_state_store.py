@@ -177,3 +177,45 @@ def test_a_local_state_copied_to_the_bucket_is_used(s3: S3, tmp_path: Path) -> N
     tables = json.loads(s3.get("moved/manifest.json"))["tables"]
     assert tables["activity"].startswith("activity-000002-")
     assert tables["edges"] == "edges-000001.parquet"  # unchanged, kept under its local name
+
+
+def test_remote_tables_without_a_manifest_are_refused_until_reset(s3: S3) -> None:
+    _commit(s3, "state", 5)
+    manifest = json.loads(s3.get("state/manifest.json"))
+    table_keys = sorted(f"state/{k}" for k in manifest["tables"].values())
+    objects.delete(s3.fs, [objectstore.parse(s3.url("state/manifest.json"))])
+    with (
+        state_store.opened(s3.url("state")) as store,
+        pytest.raises(StateError, match=r"but no manifest\.json") as refused,
+    ):
+        store.load()
+    assert s3.url("state") in str(refused.value) and "--reset-state" in str(refused.value)
+    assert s3.keys("state") == table_keys  # nothing deleted
+    with state_store.opened(s3.url("state")) as store:
+        aside = store.reset()
+        assert aside is not None and aside.startswith(s3.url("state/reset-"))
+        prior = store.load()
+        assert prior.generation == 0
+        store.collect_garbage(prior)
+        store.commit(prior, _next(prior, 7))
+    kept = aside.removeprefix(s3.url() + "/")
+    assert [k for k in s3.keys("state") if k.startswith(kept)] == sorted(
+        f"{kept}/{k}" for k in manifest["tables"].values()
+    )
+    assert json.loads(s3.get("state/manifest.json"))["generation"] == 1
+
+
+def test_a_lost_first_race_leaves_no_pending_marker(s3: S3) -> None:
+    with (
+        state_store.opened(s3.url("fresh")) as a,
+        state_store.opened(s3.url("fresh")) as b,
+    ):
+        prior_a, prior_b = a.load(), b.load()
+        a.commit(prior_a, _next(prior_a, 3))
+        with pytest.raises(StateConflict):
+            b.commit(prior_b, _next(prior_b, 4))
+    assert not [k for k in s3.keys("fresh") if k.endswith(state.PENDING)]
+    # So a manifest lost later is still refused, not taken for a dead first run's leftovers.
+    objects.delete(s3.fs, [objectstore.parse(s3.url("fresh/manifest.json"))])
+    with state_store.opened(s3.url("fresh")) as c, pytest.raises(StateError, match="reset"):
+        c.load()

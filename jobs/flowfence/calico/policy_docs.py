@@ -104,9 +104,11 @@ class Loader:
     def add_file(self, file: Path) -> None:
         try:
             text = file.read_text(encoding="utf-8")
-            docs = list(yaml.load_all(text, Loader=yaml_loader.LOADER))
+            docs = yaml_loader.load_all(text)
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"{file}: cannot read: {exc}") from exc
+        except yaml_loader.Refused as exc:
+            raise PolicyError(f"{file}: refused: a YAML document {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -250,6 +250,15 @@ def register(app: typer.Typer) -> None:
                 "what was read, the evidence per rule, the status per namespace.",
             ),
         ] = None,
+        reset_state: Annotated[
+            bool,
+            typer.Option(
+                "--reset-state",
+                help="Start a new learning state: move the manifest and tables of --state "
+                "into a reset-<UTC time> folder there (kept, never deleted), then run. Needed "
+                "when table files are there without their manifest.",
+            ),
+        ] = False,
         prune_stale: Annotated[
             bool,
             typer.Option(
@@ -310,6 +319,8 @@ def register(app: typer.Typer) -> None:
             raise BadInput("--now cannot be combined with --watch (each run reads the clock)")
         if watch_every is not None and watch_every <= 0:
             raise BadInput("--watch-every must be positive")
+        if watch_mode and reset_state:
+            raise BadInput("--reset-state cannot be combined with --watch (reset with one run)")
         if watch_mode and detailed_exitcode:
             raise BadInput("--detailed-exitcode cannot be combined with --watch")
         changed = False
@@ -337,6 +348,7 @@ def register(app: typer.Typer) -> None:
                 inventory_file=inventory_file,
                 state=None if state is None else state_store.location(state),
                 prune_stale=prune_stale,
+                reset_state=reset_state,
                 git_commit=git_commit or git_push,
                 git_push=git_push,
                 on_step=on_step,

@@ -63,6 +63,7 @@ class RunRequest:
     inventory_file: Path | None = None  # `kubectl get pods -A -o json`: named ports, namespaces
     state: Path | str | None = None  # the state directory or s3:// prefix; DIR/state when None
     prune_stale: bool = False
+    reset_state: bool = False  # move the state aside first (store.reset) and start a new one
     git_commit: bool = False  # commit DIR's policies, decisions and report (gitops.py)
     git_push: bool = False  # and push them
     on_step: Callable[[str], None] | None = None  # progress: called with each checkpoint name
@@ -280,6 +281,7 @@ def run(request: RunRequest) -> RunResult:
     # (state/store.py), so a run that loses the race stops before writing any output.
     with store.opened(request.state_dir) as held:
         _step(request, "after-lock")
+        aside = held.reset() if request.reset_state else None
         prior = held.load()
         held.collect_garbage(prior)
         # Read once: compute compares reused files and the schema check skips unchanged ones.
@@ -313,7 +315,9 @@ def run(request: RunRequest) -> RunResult:
         commit = None
         if request.git_commit or request.git_push:
             commit = gitops.publish(out, push_too=request.git_push)
-    warnings = (held.warning,) if held.warning else ()
+    warnings: tuple[str, ...] = (held.warning,) if held.warning else ()
+    if aside is not None:
+        warnings += (f"--reset-state: the earlier state was moved to {aside}",)
     return RunResult(
         computation, tuple(sorted(written)), tuple(removed), computation.changed, warnings, commit
     )

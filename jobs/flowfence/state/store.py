@@ -13,6 +13,11 @@ local copy in a temporary directory: it downloads the manifest and the tables it
 state.py load and commit there, then uploads the new tables (create-only) and replaces the
 manifest with `If-Match` on the ETag it loaded (`If-None-Match: *` for a new state).
 
+A state location holding table files but no manifest (a lost manifest) is refused rather
+than taken for a new state, which would overwrite and garbage-collect what earlier runs learned.
+`reset()` (`run --reset-state`) is the explicit way to start over: it moves the manifest and
+the tables into a `reset-<UTC time>` folder (prefix) beside them, never deleting them.
+
 Garbage collection deletes only table objects of a generation at or below the committed one
 that the manifest does not name: tables a concurrent run is still writing for the next
 generation are never touched.
@@ -27,13 +32,14 @@ import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from flowfence.core import lock, objects, objectstore
+from flowfence.core import atomic, lock, objects, objectstore
 from flowfence.core.errors import ConfigError, StateError
 from flowfence.core.objects import PreconditionLost
-from flowfence.core.objectstore import S3Url
+from flowfence.core.objectstore import S3Url, failure
 from flowfence.state import tables as state
 
 T = TypeVar("T")
@@ -55,6 +61,15 @@ class Store(Protocol):
     def collect_garbage(self, prior: state.State) -> None: ...
 
     def commit(self, prior: state.State, new_state: state.State) -> state.State: ...
+
+    def reset(self) -> str | None:
+        """Move the manifest and every table aside; where they went, None when nothing was
+        there."""
+        ...
+
+
+def _aside_name() -> str:
+    return f"reset-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
 
 
 def location(value: str | Path) -> Path | str:
@@ -95,6 +110,20 @@ class LocalStore:
     def commit(self, prior: state.State, new_state: state.State) -> state.State:
         return state.commit(self.directory, prior, new_state)
 
+    def reset(self) -> str | None:
+        names = state.table_files_in(self.directory)
+        if (self.directory / state.MANIFEST).exists():
+            names.insert(0, state.MANIFEST)  # first: a reset cut short leaves orphans, refused
+        if not names:
+            return None
+        aside = self.directory / _aside_name()
+        aside.mkdir()
+        for name in names:
+            (self.directory / name).rename(aside / name)
+        atomic.fsync(aside)
+        atomic.fsync(self.directory)
+        return str(aside)
+
 
 @dataclass
 class RemoteStore:
@@ -120,6 +149,10 @@ class RemoteStore:
     def load(self) -> state.State:
         blob = objects.read_object(self.fs, self._manifest)
         if blob is None:
+            orphans = self._tables()
+            pending = self.root.join(state.PENDING)
+            if orphans and objects.read_object(self.fs, pending) is None:
+                raise state.orphaned_refusal(self.root.url, orphans)
             self.etag, self.remote = None, {}
             return state.new()
         staged = self.stage / state.MANIFEST
@@ -160,6 +193,27 @@ class RemoteStore:
         except OSError as exc:
             raise self._refuse(f"cannot read table {key}: {exc}") from None
 
+    def _tables(self) -> list[str]:
+        """The table objects under the root, named by the manifest or not."""
+        names = objects.list_names(self.fs, self.root)
+        return [n for n in names if (m := _REMOTE_TABLE.fullmatch(n)) and m[1] in state.TABLES]
+
+    def reset(self) -> str | None:
+        names = self._tables()
+        if state.MANIFEST in objects.list_names(self.fs, self.root):
+            names.insert(0, state.MANIFEST)  # first: a reset cut short leaves orphans, refused
+        if not names:
+            return None
+        aside = self.root.join(_aside_name())
+        for name in names:  # no rename on an object store: copy, then delete the original
+            source = self.root.join(name)
+            try:
+                self.fs.copy(source.path, aside.join(name).path)
+            except OSError as exc:
+                raise failure("copy", source, exc) from None
+            objects.delete(self.fs, [source])
+        return aside.url
+
     def collect_garbage(self, prior: state.State) -> None:
         keep = set(self.remote.values())
         doomed = []
@@ -174,6 +228,9 @@ class RemoteStore:
         committed = state.commit(self.stage, prior, new_state)
         manifest = json.loads((self.stage / state.MANIFEST).read_bytes())
         token = secrets.token_hex(4)
+        pending, first = self.root.join(state.PENDING), self.etag is None
+        if first:  # a first run: tables it leaves without a manifest are not orphans
+            objects.write_object(self.fs, pending, b"a first run is committing this state\n")
         remote: dict[str, str] = {}
         uploaded: list[S3Url] = []
         try:
@@ -190,8 +247,8 @@ class RemoteStore:
             body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
             etag = objects.put_if(self.fs, self._manifest, body, etag=self.etag)
         except PreconditionLost:
-            with contextlib.suppress(StateError, OSError):
-                objects.delete(self.fs, uploaded)
+            with contextlib.suppress(StateError, OSError):  # the winner's manifest is there
+                objects.delete(self.fs, [*uploaded, pending] if first else uploaded)
             raise StateConflict(
                 f"state {self.root.url}: another flowfence run committed a new generation "
                 f"while this run was computing generation {committed.generation}; this run's "
@@ -199,5 +256,7 @@ class RemoteStore:
                 "the new state)"
             ) from None
         self.etag, self.remote = etag, remote
+        if first:
+            objects.delete(self.fs, [pending])
         self.collect_garbage(committed)
         return committed

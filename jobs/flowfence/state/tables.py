@@ -11,6 +11,7 @@ Layout of the state directory (`DIR/state/` unless `--state` moves it):
     files-00000N.parquet     every sealed flow-log file: path, partition, size, mtime
     runs-00000N.parquet      one row per committed run: what it read
     manifests-00000N.parquet the policy files last written: document key and SHA-256
+    first-run.pending        only while a first run commits (see below)
     lock                     see lock.py
 
 Readable with plain DuckDB or Polars: `manifest.json` names the current file of each table
@@ -22,7 +23,10 @@ manifest naming them replaces the old one atomically, then the tables no manifes
 deleted. A run killed anywhere leaves the old manifest with its tables, or the new one with
 its tables. A table whose content did not change keeps its file. A manifest that cannot be
 read, or tables it names that are missing or of the wrong shape, make `load` refuse the state
-(StateError) without touching it; so does a manifest of a newer schema.
+(StateError) without touching it; so does a manifest of a newer schema. So do table files
+without a manifest (a lost manifest), unless `first-run.pending` says they are a first run's
+that died before its manifest: that marker is written before a first commit's tables and
+removed once its manifest is in place.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from flowfence.flows.edges import EDGE_SCHEMA
 FORMAT = "flowfence-state"
 SCHEMA_VERSION = 2  # 2: the baseline table (schema 1 states load with an empty one)
 MANIFEST = "manifest.json"
+PENDING = "first-run.pending"
 
 _TS = pl.Datetime("us")
 EDGES_SCHEMA: dict[str, pl.DataType] = {**EDGE_SCHEMA, "day_list": pl.List(pl.Date())}
@@ -222,10 +227,31 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return data
 
 
+def orphaned_refusal(where: str, tables: list[str]) -> StateError:
+    """Table files without the manifest that names them: a lost manifest, not a new state.
+    Starting over here would rewrite (and garbage-collect) what the earlier runs learned."""
+    shown = ", ".join(tables[:3]) + (", ..." if len(tables) > 3 else "")
+    return StateError(
+        f"state {where}: {len(tables)} table file(s) ({shown}) but no {MANIFEST}; refusing "
+        "to start a new state over them (restore the manifest, or pass --reset-state to move "
+        "them aside into a reset-<time> folder there and start over)"
+    )
+
+
+def table_files_in(directory: Path) -> list[str]:
+    """The names of the table files in `directory` (named by a manifest or not), sorted."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if _TABLE_FILE.fullmatch(p.name))
+
+
 def load(directory: Path) -> State:
-    """The state in `directory`; a new, empty state when there is no manifest."""
+    """The state in `directory`; a new, empty state when there is neither a manifest nor a
+    table file (tables without a manifest are refused: see `orphaned_refusal`)."""
     data = read_manifest(directory)
     if data is None:
+        if (orphans := table_files_in(directory)) and not (directory / PENDING).exists():
+            raise orphaned_refusal(str(directory), orphans)
         return new()
     generation = data.get("generation")
     tables = data.get("tables")
@@ -292,6 +318,8 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
     order). Returns the committed state with its table file names."""
     generation = previous.generation + 1
     directory.mkdir(parents=True, exist_ok=True)
+    if previous.generation == 0:  # tables without a manifest will be this run's, not orphans
+        atomic.write_text(directory / PENDING, "a first run is committing this state\n")
     names: dict[str, str] = {}
     for name in TABLES:
         frame = new_state.table(name)
@@ -314,6 +342,8 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
         "tables": names,
     }
     atomic.write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        (directory / PENDING).unlink()
     checkpoints.reached("after-manifest")
     collect_garbage(directory, names.values())
     checkpoints.reached("after-state")
