@@ -368,3 +368,17 @@ def test_a_few_aliases_still_load(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(text)
     (policy,) = load_policies(tmp_path).policies()
     assert policy.name == "p" and len(policy.ingress) == len(policy.egress) == 1
+
+
+def test_validate_and_the_review_reader_bound_aliases_too(tmp_path: Path) -> None:
+    """`flowfence validate` and the review's reader of the files on disk (which a person may
+    have edited) use the same bounded loader: the bomb is refused, not walked."""
+    from flowfence.calico import schema_tree
+    from flowfence.review import manifest_rules
+
+    docs, stopped = schema_tree._parse(_laughs().encode())
+    assert docs == [] and stopped is not None
+    assert stopped[0] == 1 and "aliases expand it beyond" in stopped[1]
+    assert manifest_rules.policy_doc(_laughs().encode()) is None
+    one = manifest("NetworkPolicy", "{name: p, namespace: ns1}", "{selector: all()}")
+    assert manifest_rules.policy_doc(one.encode()) is not None

@@ -127,7 +127,7 @@ def _parse(data: bytes) -> tuple[list[tuple[int, Any]], tuple[int, str] | None]:
     docs: list[tuple[int, Any]] = []
     index = 0
     try:
-        for index, body in enumerate(yaml.load_all(data, Loader=yaml_loader.LOADER), start=1):
+        for index, body in enumerate(yaml_loader.iter_all(data), start=1):
             docs.append((index, body))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

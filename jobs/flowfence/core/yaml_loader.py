@@ -11,6 +11,7 @@ itself, and nesting stops at `MAX_DEPTH` levels. A file without aliases never hi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -25,19 +26,22 @@ class Refused(yaml.YAMLError):
     """A document whose aliases or nesting would make its readers do unbounded work."""
 
 
-def load_all(text: str) -> list[Any]:
+def load_all(text: str | bytes) -> list[Any]:
     """Every document of `text`, as `yaml.load_all` with `LOADER` gives them; `Refused` when a
     document is beyond the bounds above."""
+    return list(iter_all(text))
+
+
+def iter_all(text: str | bytes) -> Iterator[Any]:
+    """The documents of `text` one by one (those before a refused one are still given)."""
     loader = LOADER(text)
     try:
-        docs = []
         while loader.check_node():
             node = loader.get_node()
             if node is None:  # check_node said there is one; for the type checker
                 break
             _measure(node)
-            docs.append(loader.construct_document(node))
-        return docs
+            yield loader.construct_document(node)
     finally:
         loader.dispose()
 

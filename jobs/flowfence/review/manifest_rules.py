@@ -37,10 +37,11 @@ def policy_doc(data: bytes) -> dict[str, Any] | None:
     """The namespaced policy in a manifest file read from disk, or None (not a policy,
     unreadable)."""
     try:
-        doc = yaml.load(data.decode("utf-8"), Loader=yaml_loader.LOADER)
+        # Bounded (yaml_loader.Refused): the file on disk may have been edited by hand.
+        docs = yaml_loader.load_all(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError):
         return None
-    return namespaced_policy(doc)
+    return namespaced_policy(docs[0]) if len(docs) == 1 else None
 
 
 def rule_key(rule: Mapping[str, Any]) -> str:
