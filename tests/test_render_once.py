@@ -26,6 +26,7 @@ from regenerate_golden import FLAVORS, run_flavor
 
 from flowfence.calico import schema_tree
 from flowfence.cli.app import main
+from flowfence.core import yaml_loader
 from flowfence.render import kubernetes, manifests, yaml_text
 from flowfence.review import apply_decisions
 
@@ -103,6 +104,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
             seen.parsed.append(text.encode() if isinstance(text, str) else bytes(text))
 
         wrap(yaml, loader, parsed)
+    # The bounded loader (alias and nesting limits) reads with PyYAML's Loader directly.
+    wrap(yaml_loader, "iter_all", parsed)
     real_check = schema_tree.check_rendered
 
     def check(files: dict[str, bytes], flavor: str, only: Any = None) -> Any:

@@ -129,6 +129,8 @@ def _parse(data: bytes) -> tuple[list[tuple[int, Any]], tuple[int, str] | None]:
     try:
         for index, body in enumerate(yaml_loader.iter_all(data), start=1):
             docs.append((index, body))
+    except yaml_loader.Refused as exc:
+        return docs, (index + 1, f"refused: {printable(str(exc))}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
