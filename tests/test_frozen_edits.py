@@ -236,3 +236,109 @@ def test_a_frozen_policy_narrower_than_the_recommendation_is_no_risk(
     entry = next(e for e in report(out)["namespaces"] if e["namespace"] == "web")
     assert [r["peer"] for r in entry["drift"]] == ["namespace cache"]
     assert report(out)["frozen_risks"] == []
+
+
+def test_a_malformed_record_is_a_warning_not_a_crash(
+    flows: Path, tmp_path: Path, run_cli: Cli
+) -> None:
+    """The record is a file anyone can edit: garbage there records nothing, and both the run
+    and `accept` say so (before the fix nothing read it, so nothing said so)."""
+    out = tmp_path / "out"
+    run(run_cli, flows, out, 12)
+    (out / RECORD).write_text('{"format": "flowfence-written", "version": 1, "files": [1]}')
+    accepted = decide(run_cli, "accept", "web", out, 12.2)
+    assert accepted.code == 0, accepted.err
+    assert "malformed entry ignored" in accepted.err
+    run(run_cli, flows, out, 12.5)
+    assert any("malformed entry ignored" in w for w in report(out)["warnings"])
+    assert policy(out, "web")["spec"]["stagedAction"] == "Set"  # the state's digest vouched
+    record = json.loads((out / RECORD).read_text())  # and the run wrote a good record again
+    assert sorted(record["files"]) == sorted(
+        f"policies/{p.name}" for p in (out / "policies").glob("*.yaml")
+    )
+
+
+def test_the_record_keeps_the_previous_version_while_a_file_changes(
+    flows: Path, tmp_path: Path, run_cli: Cli
+) -> None:
+    """A run killed after its record but before its policies leaves the previous file on disk:
+    the record must still know it, and keep knowing it through reruns that change nothing."""
+    out = tmp_path / "out"
+    run(run_cli, flows, out, 12)
+    before = (out / "policies" / "web.yaml").read_bytes()
+    assert decide(run_cli, "enforce", "web", out, 12.2).code == 0
+    run(run_cli, flows, out, 12.5)
+    now = (out / "policies" / "web.yaml").read_bytes()
+    assert now != before
+    digests = {hashlib.sha256(d).hexdigest() for d in (before, now)}
+    entry = json.loads((out / RECORD).read_text())["files"]["policies/web.yaml"]
+    assert set(entry["sha256"]) == digests
+    run(run_cli, flows, out, 12.5)  # a rerun at the same --now: the same record
+    entry = json.loads((out / RECORD).read_text())["files"]["policies/web.yaml"]
+    assert set(entry["sha256"]) == digests
+    # The previous version put back (as a killed run would leave it) is not a hand edit.
+    (out / "policies" / "web.yaml").write_bytes(before)
+    run(run_cli, flows, out, 13)
+    assert policy(out, "web")["kind"] == "NetworkPolicy"
+    assert report(out)["frozen_risks"] == []
+
+
+def _calico(egress: list[dict[str, Any]], types: Sequence[str] = ("Ingress", "Egress")) -> Any:
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "StagedNetworkPolicy",
+        "metadata": {"name": "namespace-isolation.web", "namespace": "web"},
+        "spec": {
+            "tier": "namespace-isolation",
+            "selector": "all()",
+            "types": list(types),
+            "ingress": [],
+            "egress": egress,
+        },
+    }
+
+
+API = {"namespaceSelector": "projectcalico.org/name == 'api'"}
+DB = {"namespaceSelector": "projectcalico.org/name == 'db'"}
+RECOMMENDED = [
+    {"action": "Allow", "protocol": "TCP", "destination": {**API, "ports": ["8000:8100"]}},
+    {"action": "Allow", "protocol": "UDP", "destination": {"nets": ["10.0.0.0/8"]}},
+]
+
+
+@pytest.mark.parametrize(
+    ("frozen", "types", "wider"),
+    [
+        # Within: the same rules, a narrower port, a narrower net, a Deny of anything.
+        (RECOMMENDED, ("Ingress", "Egress"), None),
+        ([{"action": "Allow", "protocol": "TCP", "destination": {**API, "ports": [8080]}}],
+         ("Ingress", "Egress"), None),
+        ([{"action": "Allow", "protocol": "UDP", "destination": {"nets": ["10.1.0.0/16"]}}],
+         ("Ingress", "Egress"), None),
+        ([{"action": "Deny"}], ("Ingress", "Egress"), None),
+        # Beyond: a wider port range, any protocol, another peer, a wider net, a Pass, no
+        # egress restriction at all.
+        ([{"action": "Allow", "protocol": "TCP", "destination": {**API, "ports": ["1:9000"]}}],
+         ("Ingress", "Egress"), "1 of its rules"),
+        ([{"action": "Allow", "destination": API}], ("Ingress", "Egress"), "1 of its rules"),
+        ([{"action": "Allow", "protocol": "TCP", "destination": {**DB, "ports": [8080]}}],
+         ("Ingress", "Egress"), "1 of its rules"),
+        ([{"action": "Allow", "protocol": "UDP", "destination": {"nets": ["0.0.0.0/0"]}}],
+         ("Ingress", "Egress"), "1 of its rules"),
+        ([{"action": "Pass"}], ("Ingress", "Egress"), "1 of its rules"),
+        ([], ("Ingress",), "does not restrict egress"),
+    ],
+)  # fmt: skip
+def test_allows_more_is_told_on_the_evaluator_rule_model(
+    frozen: list[dict[str, Any]], types: Sequence[str], wider: str | None
+) -> None:
+    from flowfence.review import frozen_risks
+
+    found = frozen_risks.assess(
+        "web", _calico(frozen, types), _calico(RECOMMENDED), "namespace-isolation"
+    )
+    if wider is None:
+        assert found == []
+    else:
+        assert [r["risk"] for r in found] == ["allows-more"]
+        assert wider in found[0]["detail"]
