@@ -112,7 +112,8 @@ def test_enforcing_a_hand_edit_into_allow_all_in_another_tier_is_refused_with_a_
     digest = hashlib.sha256(ALLOW_ALL.encode()).hexdigest()
     assert decisions(out)["web"]["keep_edits"] == f"sha256:{digest}"
 
-    run(run_cli, flows, out, 12.5)
+    ran = run(run_cli, flows, out, 12.5)
+    assert "flowfence: risk: web: outside-tier:" in ran.err  # in the CronJob's log too
     web = policy(out, "web")
     assert (web["kind"], web["spec"]["tier"]) == ("NetworkPolicy", "default")  # as kept
     found = risks(out, "web")
