@@ -192,14 +192,15 @@ def test_a_run_whose_output_is_invalid_writes_nothing_and_exits_1(
 ) -> None:
     out = tmp_path / "out"
     assert run_cli(demo_inputs.run_args(out)).code == 0
-    accepted = run_cli(["accept", "cart", "--out", out, "--reason", "r", "--author", "a",
-                        "--now", FLOW_NOW])  # fmt: skip
-    assert accepted.code == 0, accepted.err
-    # A hand edit of the accepted policy, which the decision freezes into the next output.
+    # A hand edit of the policy, kept by the decision (--keep-edits), which freezes it into
+    # the next output (an edit nobody kept is not frozen: test_frozen_edits.py).
     path = out / "policies" / "cart.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     doc["spec"]["ingress"][0]["destination"]["nest"] = ["x"]
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    accepted = run_cli(["accept", "cart", "--out", out, "--reason", "r", "--author", "a",
+                        "--now", FLOW_NOW, "--keep-edits"])  # fmt: skip
+    assert accepted.code == 0, accepted.err
     before = tree(out)
     later = [a if a != FLOW_NOW else "2026-11-02T01:00:00Z" for a in demo_inputs.run_args(out)]
     result = run_cli(later)

@@ -332,6 +332,9 @@ def register(app: typer.Typer) -> None:
             changed = result.output_changed
             for warning in result.warnings:
                 typer.echo(f"flowfence: warning: {warning}", err=True)
+            for risk in result.computation.report.frozen_risks:  # a frozen policy to look at
+                text = f"{risk['namespace']}: {risk['risk']}: {risk['detail']}"
+                typer.echo(f"flowfence: risk: {_plain(text)}", err=True)
             if output == "json":
                 typer.echo(json.dumps(result.computation.report.to_dict(), indent=2))
             else:

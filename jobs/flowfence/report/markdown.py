@@ -3,9 +3,10 @@
 Layout, most important first: a terraform-plan-like summary line; risk call-outs (a
 namespace's first policy, which turns it default-deny once enforced; a policy that becomes
 enforced; a rule that widens access, such as a public fallback; rules removed from an
-enforced policy; drift on accepted policies); then one collapsible `<details>` section per
-namespace that needs a look, with its rule changes, their evidence, drift, stale rules and
-the YAML diff; then what higher tiers decided and the rejected input.
+enforced policy; drift on accepted policies; a hand edit of a frozen policy, a frozen policy
+that allows more than the recommendation or sits outside our tier); then one collapsible
+`<details>` section per namespace that needs a look, with its rule changes, their evidence,
+drift, stale rules and the YAML diff; then what higher tiers decided and the rejected input.
 
 GitHub refuses comments over 65,536 characters, so the text is kept under `LIMIT`: first the
 YAML diffs go, then whole sections from the end, each time with a pointer to `report.json`.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from flowfence.report import run_report
 from flowfence.report.change_set import RuleView
@@ -108,7 +110,23 @@ def risks(report: Report) -> list[str]:
                 f"- **drift** in accepted {name}: {_plural(len(ns.drift), 'learned rule')} "
                 "the accepted policy does not cover; that traffic would be denied once enforced."
             )
+    lines += [_frozen_risk(r) for r in report.frozen_risks]
     return lines
+
+
+FROZEN_RISK_TITLES = {
+    "edited": "hand edit not frozen",
+    "kept-edits": "hand edit kept",
+    "allows-more": "frozen policy allows more than the recommendation",
+    "outside-tier": "frozen policy outside flowfence's tier",
+}
+
+
+def _frozen_risk(risk: dict[str, Any]) -> str:
+    title = FROZEN_RISK_TITLES.get(str(risk["risk"]), str(risk["risk"]))
+    # The items come from a policy file someone may have edited: code spans only.
+    items = "".join(f" `{cell(str(i))}`" for i in risk.get("items", ()))
+    return f"- **{title}** in `{cell(str(risk['namespace']))}`: {risk['detail']}.{items}"
 
 
 def _rule_text(rule: RuleView) -> str:

@@ -8,6 +8,7 @@ report/markdown.py renders it; `from_report` builds it from the run report (run_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flowfence.calico import names
 from flowfence.learn.model import LEFT_OPEN
@@ -62,6 +63,7 @@ class Report:
     lapsed: tuple[str, ...] = ()  # decisions whose expiry has passed, one line each
     stale: tuple[run_report.StaleRule, ...] = ()  # every namespace's stale rules, one table
     policy_types: str = "Both"
+    frozen_risks: tuple[dict[str, Any], ...] = ()  # run_report.RunReport.frozen_risks
 
 
 def _view(entry: run_report.RuleEntry) -> RuleView:
@@ -136,4 +138,5 @@ def from_report(report: run_report.RunReport) -> Report:
         ),
         stale=report.stale_rules,
         policy_types=report.policy_types,
+        frozen_risks=report.frozen_risks,
     )

@@ -6,7 +6,9 @@ the status of the previous run, its stagedAction and decision, how its manifest 
 rules added and removed, each with its evidence), its stale rules and, for an accepted or
 enforced policy, its drift (learned rules the frozen policy does not cover). Run level: the
 plan (manifests added, changed, removed), the excluded and rejected counts and the tallies
-behind them, lapsed decisions. The YAML diff is in the model for report.md, not in the JSON.
+behind them, lapsed decisions, and the risks of frozen policies (`frozen_risks`: a hand edit
+not frozen or kept, a frozen policy that allows more than the recommendation or is outside
+our tier; review/frozen_risks.py). The YAML diff is in the model for report.md, not in the JSON.
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ class RunReport:
     lapsed_decisions: tuple[dict[str, str], ...] = ()
     # Both: every policy lists Ingress and Egress; WithRules: only directions with rules.
     policy_types: str = "Both"
+    # Per frozen namespace: {namespace, risk (edited, kept-edits, allows-more, outside-tier),
+    # detail, items (texts from the policy)}.
+    frozen_risks: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

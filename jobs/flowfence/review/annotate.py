@@ -97,5 +97,10 @@ def annotate(
         f for f in checked.changes.files if f not in {c.path for c in checked.changes.namespaces}
     )
     return replace(
-        report, namespaces=namespaces, plan=plan, other_files=others, lapsed_decisions=lapsed
+        report,
+        namespaces=namespaces,
+        plan=plan,
+        other_files=others,
+        lapsed_decisions=lapsed,
+        frozen_risks=checked.applied.risks,
     )

@@ -10,13 +10,17 @@ namespace and the field. A decision is one of
 - `dismiss`: no manifest for the namespace (`stagedAction: Ignore` in the state);
 
 each with a reason, an author and an optional expiry after which the namespace lapses back
-to learning. Reactivating a namespace removes its entry. flowfence never rewrites this file
-during a run: an expired entry stays until someone removes it, and the report says it lapsed.
+to learning. `keep_edits` records that the decider saw the policy file differ from what
+flowfence last wrote (a hand edit) and kept it (`--keep-edits`): the SHA-256 of the file kept,
+so a later edit is not kept with it (review/written.py). Reactivating a namespace removes its
+entry. flowfence never rewrites this file during a run: an expired entry stays until someone
+removes it, and the report says it lapsed.
 How a run applies the decisions to its policies is apply_decisions.py.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +40,8 @@ API_VERSION = "flowfence.io/v1"
 KIND = "Decisions"
 # The staged action each decision gives the namespace's policy (Calico's field values).
 STAGED_ACTION: Mapping[Verdict, str] = {"accept": "Set", "enforce": "Set", "dismiss": "Ignore"}
-_FIELDS = ("decision", "reason", "author", "decided", "expires")
+_FIELDS = ("decision", "reason", "author", "decided", "expires", "keep_edits")
+_KEEP = re.compile(r"sha256:([0-9a-f]{64})")
 _MAX_TEXT = 1024
 
 HEADER = """\
@@ -52,6 +57,8 @@ HEADER = """\
 #   author:   who decided (required)
 #   decided:  when (RFC 3339, optional)
 #   expires:  RFC 3339 time after which the namespace lapses back to learning (optional)
+#   keep_edits: sha256:<digest> of a hand-edited policy file the decider kept (--keep-edits);
+#             without it, accept/enforce never freeze a file flowfence did not write
 #
 # Edit by hand or with `flowfence accept|enforce|dismiss|reactivate NAMESPACE`.
 """
@@ -65,6 +72,7 @@ class Decision:
     author: str
     decided: datetime | None = None
     expires: datetime | None = None
+    keep_edits: str | None = None  # SHA-256 (hex) of the hand-edited policy file kept
 
     def active(self, now: datetime) -> bool:
         """False once the expiry has passed: the namespace is back to learning."""
@@ -132,6 +140,12 @@ def parse_entry(namespace: str, raw: object, where: str) -> Decision:
         )
     decided = raw.get("decided")
     expires = raw.get("expires")
+    keep = raw.get("keep_edits")
+    kept = _KEEP.fullmatch(keep) if isinstance(keep, str) else None
+    if keep is not None and kept is None:
+        raise ConfigError(f"{at}: field 'keep_edits': expected sha256:<64 hex digits>")
+    if kept is not None and verdict == "dismiss":
+        raise ConfigError(f"{at}: field 'keep_edits': only accept and enforce keep a policy")
     return Decision(
         namespace=namespace,
         decision=verdict,
@@ -139,6 +153,7 @@ def parse_entry(namespace: str, raw: object, where: str) -> Decision:
         author=_text(raw.get("author"), f"{at}: field 'author'"),
         decided=None if decided is None else times.parse_field(decided, f"{at}: field 'decided'"),
         expires=None if expires is None else times.parse_field(expires, f"{at}: field 'expires'"),
+        keep_edits=None if kept is None else kept.group(1),
     )
 
 
@@ -192,6 +207,8 @@ def to_dict(decision: Decision) -> dict[str, Any]:
         out["decided"] = times.rfc3339(decision.decided)
     if decision.expires is not None:
         out["expires"] = times.rfc3339(decision.expires)
+    if decision.keep_edits is not None:
+        out["keep_edits"] = f"sha256:{decision.keep_edits}"
     return out
 
 
@@ -220,15 +237,16 @@ def decide(
     author: str,
     decided: datetime | None = None,
     expires: datetime | None = None,
+    keep_edits: str | None = None,
 ) -> Decisions:
-    """A new Decisions with `namespace` set to `verdict` (validated like a hand edit)."""
+    """A new Decisions with `namespace` set to `verdict` (validated like a hand edit);
+    `keep_edits` the SHA-256 of a hand-edited policy file kept with it."""
     where = "decision"
     namespace = check_namespace(namespace, where)
     if expires is not None and decided is not None and expires <= decided:
         raise ConfigError(
             f"--expires {times.rfc3339(expires)} is not after now ({times.rfc3339(decided)})"
         )
-    entry = parse_entry(
-        namespace, to_dict(Decision(namespace, verdict, reason, author, decided, expires)), where
-    )
+    decision = Decision(namespace, verdict, reason, author, decided, expires, keep_edits)
+    entry = parse_entry(namespace, to_dict(decision), where)
     return decisions.with_decision(entry)

@@ -43,6 +43,7 @@ from flowfence.review import (
     gitops,
     outcome,
 )
+from flowfence.review import written as record_file
 from flowfence.run import learning, next_state, report_facts, statuses
 from flowfence.state import incremental, store, tables
 
@@ -87,6 +88,7 @@ class Computation:
     reads: Reads | None = None  # what this run read (not in the report: it must not depend
     # on what earlier runs happened to read)
     review: outcome.Review | None = None  # decisions applied, drift, changes against DIR
+    record: bytes = b""  # DIR/.flowfence-written.json after this run (review/written.py)
 
 
 @dataclass(frozen=True)
@@ -182,9 +184,10 @@ def compute(
         )
     # A broken decisions file stops the run before any flow log is read.
     decided = decisions.load(request.out)
+    record = record_file.load(request.out)
     plan, reads = _read(request, prior, now)
     _step(request, "after-read")
-    return derive(request, prior, plan, reads, cached, decided=decided)
+    return derive(request, prior, plan, reads, cached, decided=decided, record=record)
 
 
 def derive(
@@ -195,6 +198,7 @@ def derive(
     cached: Cached | None = None,
     *,
     decided: decisions.Decisions | None = None,
+    record: record_file.Written | None = None,
 ) -> Computation:
     """Everything after the read: pure, no I/O but the policy, decision and namespace files."""
     settings = request.settings
@@ -232,6 +236,11 @@ def derive(
     if prior.now == now:
         before, previous_status = baseline.baseline(before, prior.baseline, previous_status)
     in_cluster = drift.enforced_in_cluster(chosen.policies, settings.tier_name)
+    # What flowfence last wrote: the record in DIR plus the digests the state keeps, so that
+    # losing the record alone does not let a hand edit be frozen.
+    last = (record if record is not None else record_file.load(request.out)).with_digests(
+        (r["file"], r["sha256"]) for r in prior.manifests.iter_rows(named=True)
+    )
     applied = apply_decisions.apply(
         {f"{apply_decisions.POLICIES}/{name}": doc for name, doc in docs.items()},
         before,
@@ -239,6 +248,8 @@ def derive(
         request.now.astimezone(UTC),
         enforced_in_cluster=tuple(in_cluster),
         deleted=deleted,
+        record=last,
+        tier=settings.tier_name,
     )
     files, written = yaml_files.render(applied.documents, prior.manifests, cached)
     checked = outcome.review(
@@ -270,9 +281,12 @@ def derive(
         states=states, prune_stale=request.prune_stale, files=files,
     )  # fmt: skip
     report = annotate.annotate(report, checked, previous_status, settings)
+    if last.problem is not None:
+        report = replace(report, warnings=(*report.warnings, last.problem))
     return Computation(
-        recs, status, files, report, after, changed, learned.stale_rules, reads, review=checked
-    )
+        recs, status, files, report, after, changed, learned.stale_rules, reads, review=checked,
+        record=record_file.dumps(record_file.after(last, files)),
+    )  # fmt: skip
 
 
 def run(request: RunRequest) -> RunResult:
@@ -296,10 +310,15 @@ def run(request: RunRequest) -> RunResult:
             raise RuntimeFailure(schema_tree.failure(invalid))
         out = request.out
         # A symlink among the outputs is refused before the state moves on (atomic.py).
-        atomic.check_writable(out, [*computation.files, "report.json", "report.md"])
+        record = record_file.FILE_NAME
+        atomic.check_writable(out, [*computation.files, "report.json", "report.md", record])
         if computation.changed:
             held.commit(prior, computation.state)
+        # The record first: a run killed before its policies leaves a record that still knows
+        # the files on disk (review/written.py).
+        wrote_record = atomic.write_bytes(out / record, computation.record)
         written, removed = atomic.sync_tree(out, computation.files, owned="policies")
+        written += [record] if wrote_record else []
         _step(request, "after-policies")
         reports = {
             "report.json": run_report.to_json(computation.report).encode(),
