@@ -44,8 +44,7 @@ class Running:
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
         self.logs: list[str] = []
-        host, port = receiver.server.server_address[:2]
-        self.host, self.port = str(host), int(port)
+        self.host, self.port = receiver.address
         self.thread = threading.Thread(target=receiver.serve_forever, daemon=True)
         self.thread.start()
 
