@@ -15,12 +15,13 @@ import typer
 from flowfence.cli.options import parse_size
 from flowfence.core.errors import ConfigError
 from flowfence.ingest import convert as ingest
-from flowfence.ingest.receive import DEFAULT_MAX_BODY, ReceiveConfig, Receiver
 from flowfence.ingest.receive_config import (
+    DEFAULT_MAX_BODY,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    ReceiveConfig,
 )
 
 TOKEN_ENV = "FLOWFENCE_RECEIVE_TOKEN"
@@ -127,6 +128,10 @@ def register(app: typer.Typer) -> None:
             max_connections=max_connections,
             shutdown_timeout=shutdown_timeout,
         )
+        # Imported here: the web stack (uvicorn, Starlette) is for this command only, and every
+        # other command starts without loading it.
+        from flowfence.ingest.receive import Receiver
+
         receiver = Receiver(config)
 
         def stop(signum: int, _frame: FrameType | None) -> None:
