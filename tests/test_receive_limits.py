@@ -224,6 +224,31 @@ def test_a_request_whose_headers_never_end_gets_408(tmp_path: Path) -> None:
         running.stop()
 
 
+def test_bodies_held_in_memory_are_bounded_over_all_requests(tmp_path: Path) -> None:
+    # max_concurrent * max_body bytes of bodies at once, counted as they arrive
+    config = ReceiveConfig(
+        store=tmp_path / "store", port=0, token=TOKEN, max_body=64 << 10, max_concurrent=1
+    )
+    running = start(config)
+    try:
+        with connect(running.port, SLOW) as big, connect(running.port, SLOW) as trickler:
+            trickler.sendall(head(len(SLOW_BODY)) + SLOW_BODY[:10])  # holds 10 bytes
+            big.sendall(head(64 << 10) + b"x" * (60 << 10))  # holds 60 KiB, then stalls
+            time.sleep(0.5)
+            ten_kib = SLOW_BODY + b"\n" * (8 << 10)
+            status, reply = running.post(ten_kib, AUTH)  # 10 KiB more: too much
+            assert status == 503 and reply["error"] == "too many batches in flight"
+            status, reply = running.post(SLOW_BODY, AUTH)  # 2 KiB still fits
+            assert status == 200 and reply["rows"] == 3
+            big.close()  # its bytes are given back
+            time.sleep(0.5)
+            status, reply = running.post(ten_kib, AUTH)
+            assert status == 200 and reply["rows"] == 3
+    finally:
+        running.stop()
+    assert count(tmp_path / "store") == 6
+
+
 # ---- the command, as a process ---------------------------------------------------------------
 
 
