@@ -44,8 +44,7 @@ class Running:
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
         self.logs: list[str] = []
-        host, port = receiver.server.server_address[:2]
-        self.host, self.port = str(host), int(port)
+        self.host, self.port = receiver.address
         self.thread = threading.Thread(target=receiver.serve_forever, daemon=True)
         self.thread.start()
 
@@ -217,6 +216,10 @@ def test_configuration_needs_authentication_and_paired_tls_files(tmp_path: Path)
         replace(base, token=" ").check()
     with pytest.raises(ConfigError, match="go together"):
         replace(base, token="t", tls_cert=tmp_path / "c").check()
+    with pytest.raises(ConfigError, match="--request-timeout must be positive"):
+        replace(base, token="t", request_timeout=0).check()
+    with pytest.raises(ConfigError, match="connection limits"):
+        replace(base, token="t", max_connections_per_client=0).check()
 
 
 # ---- TLS -------------------------------------------------------------------------------------

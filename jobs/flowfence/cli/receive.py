@@ -15,7 +15,14 @@ import typer
 from flowfence.cli.options import parse_size
 from flowfence.core.errors import ConfigError
 from flowfence.ingest import convert as ingest
-from flowfence.ingest.receive import DEFAULT_MAX_BODY, ReceiveConfig, Receiver
+from flowfence.ingest.receive_config import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    ReceiveConfig,
+)
 
 TOKEN_ENV = "FLOWFENCE_RECEIVE_TOKEN"
 _LISTEN = re.compile(r"\[?([^\[\]]*?)\]?:(\d{1,5})")
@@ -72,10 +79,39 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[
             str, typer.Option("--format", help="auto, goldmane or enterprise lines.")
         ] = "auto",
+        request_timeout: Annotated[
+            float,
+            typer.Option(
+                "--request-timeout",
+                help="Seconds a request has to arrive in whole (headers and body), from its "
+                "connection opening or the previous answer on it; slower ones get 408.",
+            ),
+        ] = DEFAULT_REQUEST_TIMEOUT,
+        max_connections_per_client: Annotated[
+            int,
+            typer.Option(
+                "--max-connections-per-client",
+                help="Open connections one peer address may hold; more are answered 429.",
+            ),
+        ] = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        max_connections: Annotated[
+            int,
+            typer.Option(
+                "--max-connections", help="Open connections in all; more are answered 503."
+            ),
+        ] = DEFAULT_MAX_CONNECTIONS,
+        shutdown_timeout: Annotated[
+            float,
+            typer.Option(
+                "--shutdown-timeout",
+                help="On SIGTERM, seconds requests in flight have to finish before they are "
+                "cut (a batch already being stored is finished).",
+            ),
+        ] = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         """Serve an HTTP endpoint for Goldmane's push emitter (PUSH_URL) that writes each
-        NDJSON batch into the store and answers 200 once it is on disk. Stops on SIGTERM after
-        the batches in flight are stored. Logs go to stderr."""
+        NDJSON batch into the store and answers 200 once it is on disk. Stops on SIGTERM once
+        the batches in flight are stored, within --shutdown-timeout. Logs go to stderr."""
         host, port = parse_listen(listen)
         config = ReceiveConfig(
             store=store,
@@ -87,19 +123,33 @@ def register(app: typer.Typer) -> None:
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
             format=ingest.parse_format(fmt),
+            request_timeout=request_timeout,
+            max_connections_per_client=max_connections_per_client,
+            max_connections=max_connections,
+            shutdown_timeout=shutdown_timeout,
         )
+        # Imported here: the web stack (uvicorn, Starlette) is for this command only, and every
+        # other command starts without loading it.
+        from flowfence.ingest.receive import Receiver
+
         receiver = Receiver(config)
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             receiver.log(f"receive: {signal.Signals(signum).name}, finishing batches in flight")
-            # shutdown() waits for serve_forever, which runs in this (the main) thread.
-            threading.Thread(target=receiver.shutdown, daemon=True).start()
+            receiver.shutdown(wait=0)
 
+        # The server runs in a thread of its own so that the signals stay ours: uvicorn, in
+        # the main thread, would re-raise SIGTERM once stopped and the exit code would be -15.
+        serving = threading.Thread(target=receiver.serve_forever, name="receive")
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             receiver.log(f"receive: listening on {receiver.url}, writing to {store}")
-            receiver.serve_forever()
+            serving.start()
+            while serving.is_alive():
+                serving.join(0.5)  # a timed join lets the signal handlers run
         finally:
+            if serving.is_alive():
+                receiver.shutdown()
             receiver.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
