@@ -32,7 +32,7 @@ from flowfence.flows.sources import FileInfo
 from flowfence.learn import stale
 from flowfence.learn.model import Recommendation
 from flowfence.render import manifests, yaml_files
-from flowfence.report import markdown, run_report
+from flowfence.report import html, markdown, run_report
 from flowfence.review import (
     annotate,
     apply_decisions,
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 Cached = yaml_files.Cached
+# The reports every run writes beside policies/ (report.html for people, the JSON for scripts).
+REPORTS = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,7 @@ def run(request: RunRequest) -> RunResult:
             raise RuntimeFailure(schema_tree.failure(invalid))
         out = request.out
         # A symlink among the outputs is refused before the state moves on (atomic.py).
-        atomic.check_writable(out, [*computation.files, "report.json", "report.md"])
+        atomic.check_writable(out, [*computation.files, *REPORTS])
         if computation.changed:
             held.commit(prior, computation.state)
         written, removed = atomic.sync_tree(out, computation.files, owned="policies")
@@ -304,6 +306,7 @@ def run(request: RunRequest) -> RunResult:
         reports = {
             "report.json": run_report.to_json(computation.report).encode(),
             "report.md": markdown.to_markdown(computation.report).encode(),
+            "report.html": html.to_html(computation.report, computation.files).encode(),
         }
         for name, data in reports.items():
             if atomic.write_bytes(out / name, data):
