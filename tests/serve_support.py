@@ -97,13 +97,14 @@ def environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(out: Path, *args: str) -> Iterator[Server]:
-    """`flowfence serve OUT ARGS...` on a free loopback port, stopped on exit."""
+def serving(out: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`flowfence serve OUT ARGS...` on a free loopback port, stopped on exit; `env` is added
+    to the environment."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "flowfence.cli", "serve", str(out),
          "--listen", f"127.0.0.1:{port}", *args],
-        env=environment(),
+        env={**environment(), **(env or {})},
         stderr=subprocess.PIPE,
     )  # fmt: skip
     server = Server(port, process)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,23 @@ def test_listening_beyond_loopback_needs_allow_remote(
     assert "--allow-remote" in capsys.readouterr().err
     assert main(["serve", str(out), "--listen", "localhost"]) == 2
     assert main(["serve", str(out / "missing")]) == 2
+
+
+def test_git_commit_commits_the_decision(out: Path) -> None:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(out), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    git("init", "-q")
+    git("config", "user.name", "CI")
+    git("config", "user.email", "ci@example.com")
+    with serving(out, "--git-commit", "--now", NOW) as server:
+        reply = decide(server, "cart", action="dismiss", reason="retired", author="alice")
+        assert reply.status == 303  # type: ignore[attr-defined]
+        page = server.get(reply.headers["location"]).body  # type: ignore[attr-defined]
+    # The first commit holds the run's policies too, as `run --git-commit` would have.
+    assert git("log", "-1", "--format=%s").strip().endswith("; 1 decision")
+    assert "reason: retired" in git("show", "HEAD:decisions.yaml")
+    assert "committed" in page
+    assert git("status", "--porcelain", "--", "decisions.yaml") == ""

@@ -14,15 +14,21 @@ Deterministic: nothing in the page but what the report holds.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import jinja2
 from markupsafe import Markup
 
+from flowfence.core import times
 from flowfence.report import html_model, run_report, traffic_map
 
 
 def _number(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def _time(value: datetime | None) -> str:
+    return "" if value is None else times.rfc3339(value)
 
 
 def environment(*packages: str) -> jinja2.Environment:
@@ -37,6 +43,7 @@ def environment(*packages: str) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["number"] = _number
+    env.filters["rfc3339"] = _time
     return env
 
 

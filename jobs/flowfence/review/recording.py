@@ -74,11 +74,12 @@ class Recorded:
     path: Path
     changed: bool  # the file's bytes changed
 
-    def message(self) -> str:
+    def message(self, where: str | None = None) -> str:
+        """What was recorded, in one line naming the file (`where`, else its path)."""
         d = self.decision
         until = f" until {times.rfc3339(d.expires)}" if d.expires else ""
         return (
-            f"{d.namespace}: {d.decision}{until} by {d.author} ({self.path}); "
+            f"{d.namespace}: {d.decision}{until} by {d.author} ({where or self.path}); "
             "the next run applies it"
         )
 

@@ -60,7 +60,7 @@ def act(site: Site, namespace: str, form: Mapping[str, str]) -> Done:
             expires=_field(form, "expires"),
             now=site.now if site.now is not None else times.now(),
         )
-        message = done.message()
+        message = done.message(dec.FILE_NAME)  # the page names no server path
     if not site.git_commit:
         return Done(message)
     result = gitops.publish(site.out)
