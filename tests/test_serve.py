@@ -191,3 +191,11 @@ def test_git_commit_commits_the_decision(out: Path) -> None:
     assert "reason: retired" in git("show", "HEAD:decisions.yaml")
     assert "committed" in page
     assert git("status", "--porcelain", "--", "decisions.yaml") == ""
+
+
+def test_an_unreadable_report_is_named_not_a_traceback(out: Path) -> None:
+    (out / "report.json").write_text('{"now": "x"}')
+    with serving(out) as server:
+        reply = server.get("/")
+    assert reply.status == 500
+    assert "report.json: not a report flowfence wrote" in reply.body
