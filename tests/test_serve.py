@@ -125,8 +125,9 @@ def test_writes_without_the_token_or_from_elsewhere_are_refused(server: Server, 
     assert server.post("/namespaces/cart", form, cookies=False).status == 403
     # The cookie alone (a same-site request forged without reading the page).
     assert server.post("/namespaces/cart", form).status == 403
-    # A wrong token.
+    # A wrong token, also one no token can be (not ASCII).
     assert server.post("/namespaces/cart", {**form, "csrf_token": "x" * 43}).status == 403
+    assert server.post("/namespaces/cart", {**form, "csrf_token": "é" * 43}).status == 403
     # The right token from another origin, or with no origin at all.
     with_token = {**form, "csrf_token": token}
     evil = {"Origin": "http://evil.example"}

@@ -80,8 +80,12 @@ class Guard:
             return "cross-site request: its Origin is not this server"
         if not cookie or not form_token:
             return "missing form token: reload the page and try again"
-        if not (
-            hmac.compare_digest(cookie, self.token) and hmac.compare_digest(form_token, cookie)
-        ):
+        if not (_same(cookie, self.token) and _same(form_token, cookie)):
             return "stale form token: reload the page and try again"
         return None
+
+
+def _same(a: str, b: str) -> bool:
+    # As bytes: compare_digest refuses a str with characters beyond ASCII, which a forged
+    # cookie or form field may hold (a 500 instead of a 403).
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
