@@ -200,3 +200,14 @@ def test_an_unreadable_report_is_named_not_a_traceback(out: Path) -> None:
         reply = server.get("/")
     assert reply.status == 500
     assert "report.json: not a report flowfence wrote" in reply.body
+
+
+def test_a_lapsed_decision_is_shown_as_lapsed_not_pending(out: Path) -> None:
+    # Decided before the run's --now (2026-11-02), expired by then: the run learned again.
+    args = ["--author", "a", "--now", "2026-10-01T00:00:00Z", "--expires", "2026-10-15T00:00:00Z"]
+    assert main(["accept", "cart", "--reason", "old", "--out", str(out), *args]) == 0
+    with serving(out) as server:
+        row = re.search(r'<tr data-namespace="cart">.*?</tr>', server.get("/").body, re.S)
+        page = server.get("/namespaces/cart").body
+    assert row and "lapsed" in row.group(0) and "next run" not in row.group(0)
+    assert "This decision expired" in page

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flowfence.core import times
 from flowfence.core.errors import ConfigError
 from flowfence.report import html_model, run_report, traffic_map
 from flowfence.review import decisions as dec
@@ -76,22 +77,23 @@ class Row:
     ns: html_model.NamespaceView
     decided: dec.Decision | None  # in decisions.yaml now
     pending: bool  # decisions.yaml says otherwise than what the last run applied
+    lapsed: bool = False  # its expiry passed by the last run: the namespace learns again
 
     @property
     def decision(self) -> str:
         return self.decided.decision if self.decided is not None else ""
 
 
-def _pending(ns: html_model.NamespaceView, decided: dec.Decision | None) -> bool:
+def row(loaded: Loaded, ns: html_model.NamespaceView, decided: dec.Decision | None) -> Row:
+    if decided is not None and not decided.active(times.parse(loaded.report.now)):
+        # The run left it out (listed under lapsed decisions): not waiting for the next run.
+        return Row(ns, decided, pending=False, lapsed=True)
     live = dec.to_dict(decided) if decided is not None else None
-    return live != (dict(ns.decision) if ns.decision else None)
+    return Row(ns, decided, live != (dict(ns.decision) if ns.decision else None))
 
 
 def rows(loaded: Loaded, decisions: dec.Decisions) -> tuple[Row, ...]:
-    return tuple(
-        Row(ns, decisions.get(ns.namespace), _pending(ns, decisions.get(ns.namespace)))
-        for ns in loaded.page.namespaces
-    )
+    return tuple(row(loaded, ns, decisions.get(ns.namespace)) for ns in loaded.page.namespaces)
 
 
 SORTS: Mapping[str, Callable[[Row], Any]] = {
@@ -159,4 +161,4 @@ def detail(site: Site, loaded: Loaded, namespace: str) -> Detail | None:
         site.out, site.state_dir, namespace, ns.manifest,
         tier_name=loaded.report.tier, existing=site.existing,
     )  # fmt: skip
-    return Detail(loaded, Row(ns, decided, _pending(ns, decided)), yaml, found)
+    return Detail(loaded, row(loaded, ns, decided), yaml, found)
