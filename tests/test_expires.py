@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowfence.cli.decisions import parse_expires
 from flowfence.core.errors import ConfigError
+from flowfence.review.recording import parse_expires
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),

@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "jobs" / "flowfence"
 MAX_LINES = 400
 STAGES = {
-    "cli", "run", "review", "replay", "ingest", "fixtures", "report", "render", "learn", "state",
-    "config", "flows", "calico", "core",
+    "cli", "serve", "run", "review", "replay", "ingest", "fixtures", "report", "render", "learn",
+    "state", "config", "flows", "calico", "core",
 }  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from flowfence.core.errors import ExitCode, FlowfenceError
 
 # Subcommand modules, in the order `--help` lists them.
 # A module that does not exist yet is skipped, so a command lands with its module.
-COMMANDS = ("run", "replay", "validate", "decisions", "ingest", "receive", "fixtures")
+COMMANDS = ("run", "replay", "validate", "decisions", "serve", "ingest", "receive", "fixtures")
 
 app = typer.Typer(
     name="flowfence",

@@ -1,32 +1,22 @@
 """`flowfence accept|enforce|dismiss|reactivate NAMESPACE`: edit `DIR/decisions.yaml`.
 
 Each command validates its input the way a hand edit is validated, writes the file atomically
-and says what it did on stderr (stdout carries only data, and these commands have none). The
-next `flowfence run` applies the decision.
-
-`accept` and `enforce` freeze `DIR/policies/NS.yaml` as it is, so they first compare it with
-what flowfence last wrote (review/written.py). A file that differs (a hand edit) is shown as a
-unified diff on stderr and refused, unless `--keep-edits` says the edit is meant: the decision
-then records the digest of the file kept, so the run freezes exactly that file.
+(review/recording.py, which `flowfence serve` shares) and says what it did on stderr (stdout
+carries only data, and these commands have none). The next `flowfence run` applies the
+decision. `accept` and `enforce` refuse a hand-edited policy file, showing its diff, unless
+`--keep-edits` (recording.check_edits).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flowfence.cli import options
-from flowfence.core import times
-from flowfence.core.durations import parse_duration, to_timedelta
-from flowfence.core.errors import ConfigError
 from flowfence.review import decisions as dec
-from flowfence.review import written
+from flowfence.review import recording
 
 HELP = {
     "accept": "Move the namespace's policy to the policy board: stagedAction Set, rules frozen, "
@@ -38,54 +28,6 @@ KEEP_HELP = (
     "Keep a hand edit: freeze policies/NS.yaml although it differs from what flowfence last "
     "wrote (the difference is shown). Without it, an edited file is refused."
 )
-FREEZES = frozenset({"accept", "enforce"})  # the verdicts that freeze the file on disk
-
-
-def default_author(out: Path) -> str:
-    """`git config user.name` (of the repository holding DIR when there is one), else $USER."""
-    git = shutil.which("git")
-    if git is not None:
-        where = out if out.is_dir() else Path.cwd()
-        try:
-            found = subprocess.run(
-                [git, "config", "user.name"],
-                cwd=where,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            found = None
-        if found is not None and found.returncode == 0 and found.stdout.strip():
-            return found.stdout.strip()
-    user = os.environ.get("USER", "").strip()
-    if user:
-        return user
-    raise ConfigError("--author: not given, and neither `git config user.name` nor $USER is set")
-
-
-def parse_expires(value: str | None, now: datetime) -> datetime | None:
-    """An RFC 3339 time, or a duration from now (the settings' grammar plus weeks: 30d, 12h,
-    2w, 90m, 1d12h)."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        ahead = parse_duration(text, allow_days=True, allow_weeks=True)
-    except ValueError:
-        try:
-            return times.parse(text)
-        except times.TimeError as exc:
-            raise ConfigError(
-                f"--expires: {exc}; or a duration from now such as 30d, 12h or 2w"
-            ) from None
-    if ahead <= 0:
-        raise ConfigError(f"--expires: {value!r} is not in the future")
-    try:
-        return now + to_timedelta(ahead)
-    except OverflowError:
-        raise ConfigError(f"--expires: {value!r} is too far in the future") from None
 
 
 Namespace = Annotated[str, typer.Argument(help="The namespace the decision is about.")]
@@ -107,37 +49,6 @@ Expires = Annotated[
 KeepEdits = Annotated[bool, typer.Option("--keep-edits", help=KEEP_HELP)]
 
 
-def check_edits(verdict: dec.Verdict, namespace: str, out: Path, keep: bool) -> str | None:
-    """The digest of `DIR/policies/NS.yaml` when it is a hand edit kept with --keep-edits;
-    None when it is what flowfence last wrote (or there is no file, or no record of it: the
-    run then checks it against the state). A hand edit without --keep-edits is shown as a
-    diff on stderr and refused."""
-    rel = f"policies/{namespace}.yaml"
-    path = out / rel
-    if path.is_symlink():
-        raise ConfigError(f"{path} is a symlink; flowfence freezes only files it owns")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    record = written.load(out)
-    entry = record.get(rel)
-    if record.problem is not None:
-        typer.echo(f"flowfence: warning: {record.problem}", err=True)
-    if entry is None or entry.holds(data):
-        return None
-    typer.echo(written.edit_diff(rel, entry, data), err=True, nl=False)
-    if not keep:
-        raise ConfigError(
-            f"{path} differs from what flowfence last wrote (diff above); refusing to "
-            f"{verdict} a hand edit: pass --keep-edits to keep it, or restore the file"
-        )
-    typer.echo(f"flowfence: {namespace}: keeping the hand edit above (--keep-edits)", err=True)
-    return written.digest(data)
-
-
 def _decide(
     verdict: dec.Verdict,
     namespace: str,
@@ -148,31 +59,31 @@ def _decide(
     now: str | None,
     keep_edits: bool = False,
 ) -> None:
-    if reason is None or not reason.strip():
-        raise ConfigError(f"--reason: required, say why you {verdict} {namespace!r}")
-    namespace = dec.check_namespace(namespace, "decision")  # before it names a path
     moment = options.now_option(now)
-    kept = check_edits(verdict, namespace, out, keep_edits) if verdict in FREEZES else None
-    current = dec.load(out)
-    updated = dec.decide(
-        current,
-        namespace,
-        verdict,
-        reason=reason,
-        author=author if author is not None else default_author(out),
-        decided=moment,
-        expires=parse_expires(expires, moment),
-        keep_edits=kept,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    dec.save(out, updated)
-    entry = updated.entries[namespace]
-    until = f" until {times.rfc3339(entry.expires)}" if entry.expires else ""
-    typer.echo(
-        f"flowfence: {namespace}: {verdict}{until} by {entry.author} "
-        f"({dec.path_in(out)}); the next run applies it",
-        err=True,
-    )
+    try:
+        done = recording.record(
+            out,
+            verdict,
+            namespace,
+            reason=reason,
+            author=author,
+            expires=expires,
+            now=moment,
+            keep_edits=keep_edits,
+        )
+    except recording.HandEdited as refused:
+        typer.echo(refused.diff, err=True, nl=False)
+        raise
+    edits = done.edits
+    if edits.warning is not None:
+        typer.echo(f"flowfence: warning: {edits.warning}", err=True)
+    if edits.kept is not None:
+        typer.echo(edits.diff, err=True, nl=False)
+        typer.echo(
+            f"flowfence: {done.decision.namespace}: keeping the hand edit above (--keep-edits)",
+            err=True,
+        )
+    typer.echo(f"flowfence: {done.message()}", err=True)
 
 
 def _register_verdict(app: typer.Typer, verdict: dec.Verdict) -> None:
@@ -197,7 +108,8 @@ def _register_verdict(app: typer.Typer, verdict: dec.Verdict) -> None:
     ) -> None:
         _decide(verdict, namespace, reason, author, expires, out, now)
 
-    chosen = freeze if verdict in FREEZES else command
+    # dismiss freezes nothing, so it has no --keep-edits
+    chosen = freeze if verdict in recording.FREEZES else command
     chosen.__doc__ = HELP[verdict]
     app.command(verdict)(chosen)
 
@@ -209,10 +121,7 @@ def register(app: typer.Typer) -> None:
     @app.command("reactivate")
     def reactivate(namespace: Namespace, out: Out = Path("out")) -> None:
         """Remove the namespace's decision: its policy goes back to learning."""
-        namespace = dec.check_namespace(namespace, "reactivate")
-        current = dec.load(out)
-        if current.get(namespace) is None:
+        if not recording.reactivate(out, namespace):
             typer.echo(f"flowfence: {namespace}: no decision to remove; already learning", err=True)
             return
-        dec.save(out, current.without(namespace))
         typer.echo(f"flowfence: {namespace}: back to learning ({dec.path_in(out)})", err=True)

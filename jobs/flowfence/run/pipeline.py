@@ -32,7 +32,7 @@ from flowfence.flows.sources import FileInfo
 from flowfence.learn import stale
 from flowfence.learn.model import Recommendation
 from flowfence.render import manifests, yaml_files
-from flowfence.report import markdown, run_report
+from flowfence.report import html, markdown, run_report
 from flowfence.review import (
     annotate,
     apply_decisions,
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 Cached = yaml_files.Cached
+# The reports every run writes beside policies/ (report.html for people, the JSON for scripts).
+REPORTS = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ def run(request: RunRequest) -> RunResult:
         out = request.out
         # A symlink among the outputs is refused before the state moves on (atomic.py).
         record = record_file.FILE_NAME
-        atomic.check_writable(out, [*computation.files, "report.json", "report.md", record])
+        atomic.check_writable(out, [*computation.files, *REPORTS, record])
         if computation.changed:
             held.commit(prior, computation.state)
         # The record first: a run killed before its policies leaves a record that still knows
@@ -323,6 +325,7 @@ def run(request: RunRequest) -> RunResult:
         reports = {
             "report.json": run_report.to_json(computation.report).encode(),
             "report.md": markdown.to_markdown(computation.report).encode(),
+            "report.html": html.to_html(computation.report, computation.files).encode(),
         }
         for name, data in reports.items():
             if atomic.write_bytes(out / name, data):

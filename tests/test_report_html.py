@@ -1,0 +1,107 @@
+"""`DIR/report.html`: written by every run beside report.md, self-contained (nothing loaded
+from anywhere), deterministic, built from the same facts as report.json, and every string
+from flow logs or decisions escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import DemoInputs
+
+from flowfence.cli.app import main
+from flowfence.report import html_model, run_report, traffic_map
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
+
+
+def run(demo: DemoInputs, out: Path) -> Path:
+    assert main(demo.run_args(out)) == 0
+    return out / "report.html"
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory, demo_inputs: DemoInputs) -> Path:
+    out = tmp_path_factory.mktemp("html") / "out"
+    run(demo_inputs, out)
+    return out
+
+
+def test_every_run_writes_report_html_with_every_namespace(demo_out: Path) -> None:
+    page = (demo_out / "report.html").read_text(encoding="utf-8")
+    data = json.loads((demo_out / "report.json").read_text())
+    assert page.startswith("<!DOCTYPE html>")
+    for entry in data["namespaces"]:
+        assert f'id="ns-{entry["namespace"]}"' in page
+        assert f'href="#ns-{entry["namespace"]}"' in page
+    # The overview's counts are report.json's: frontend's 7 egress and 3 ingress rules.
+    frontend = next(e for e in data["namespaces"] if e["namespace"] == "frontend")
+    egress = sum(r["direction"] == "egress" for r in frontend["rules"])
+    row = re.search(r'<tr><td><a href="#ns-frontend">frontend</a>.*?</tr>', page, re.S)
+    assert row is not None
+    assert f'<td class="num">{egress}</td>' in row.group(0)
+    assert "Plan: 14 to add, 0 to change, 0 to remove; 72 rules added, 0 removed." in page
+    # Each namespace's YAML is in the page (escaped, so quotes appear as entities).
+    assert "namespace-isolation.frontend" in page
+    assert "<svg" in page and "destination (receives)" in page
+
+
+def test_report_html_is_self_contained(demo_out: Path) -> None:
+    page = (demo_out / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    assert not re.search(r"<link\b", page, re.I)
+    assert not re.search(r"@import|url\((?!#)", page, re.I)  # url(#id): a gradient in the SVG
+    links = re.findall(r'\b(?:xlink:)?(?:href|src)\s*=\s*"([^"]*)"', page, re.I)
+    assert links, "the page links its sections"
+    outside = [u for u in links if not u.startswith("#")]
+    assert outside == [], "everything the page links is inside it"
+    # The only absolute URLs left are the SVG's XML namespace names, which are never fetched.
+    absolute = set(re.findall(r"https?://[^\s\"'<>]+", page))
+    assert absolute == {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert "default-src 'none'" in page
+
+
+def test_report_html_is_deterministic(demo_inputs: DemoInputs, tmp_path: Path) -> None:
+    first = run(demo_inputs, tmp_path / "a").read_bytes()
+    second = run(demo_inputs, tmp_path / "b").read_bytes()
+    assert first == second
+    # A rerun at the same --now (a retry) reports the same change, so the same page.
+    assert run(demo_inputs, tmp_path / "a").read_bytes() == first
+
+
+def test_hostile_decision_strings_render_as_text(demo_inputs: DemoInputs, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--now", demo_inputs.now]
+    assert main(["dismiss", "ads", "--reason", HOSTILE, "--author", "<b>mallory</b>", *args]) == 0
+    page = run(demo_inputs, out).read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>mallory" not in page
+    assert (
+        "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    )
+    assert "&lt;b&gt;mallory&lt;/b&gt;" in page
+    # The page's only script is its own sorting and filtering.
+    assert page.count("<script") == 1
+
+
+def test_report_json_loads_back_into_the_same_report(demo_out: Path) -> None:
+    text = (demo_out / "report.json").read_text()
+    loaded = html_model.load(json.loads(text))
+    assert run_report.to_json(loaded) == text
+
+
+def test_traffic_map_cells_link_to_the_rules_behind_them(demo_out: Path) -> None:
+    report = html_model.load(json.loads((demo_out / "report.json").read_text()))
+    cells = {(c.source, c.dest): c for c in traffic_map.cells(report)}
+    # frontend -> cart shows as frontend's egress and cart's ingress; one cell, frontend's.
+    cell = cells[("frontend", "cart")]
+    assert cell.namespace == "frontend" and cell.flows > 0
+    assert ("cart", "frontend") not in cells
+    # Traffic from outside the cluster is grouped by the kind of peer, linked to its receiver.
+    public = cells[("[Public]", "frontend")]
+    assert public.namespace == "frontend"
+    drawn = traffic_map.svg(report, lambda ns: f"/namespaces/{ns}")
+    assert drawn is not None
+    assert 'href="/namespaces/frontend"' in drawn
+    assert "vega.github.io" not in drawn
