@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowfence.core import atomic, times
+from flowfence.core import atomic, lock, times
 from flowfence.core.errors import ConfigError, RuntimeFailure
 from flowfence.report.change_set import ChangeSet
 from flowfence.review import changes, decisions
@@ -28,7 +28,7 @@ from flowfence.review import changes, decisions
 COMMITTED = ("policies", "decisions.yaml", "report.md", ".gitignore")
 # What a decision or a policy is: a change to one of these makes a commit.
 TRIGGERS = ("policies", "decisions.yaml")
-IGNORED = ("/state/", "/report.json")
+IGNORED = ("/state/", "/report.json", f"/{lock.OUT_LOCK_NAME}")
 GITIGNORE_HEADER = "# Written by flowfence: run state and the JSON report stay out of git."
 TIMEOUT = 120.0
 MAX_BODY_LINES = 60

@@ -24,7 +24,7 @@ import duckdb
 
 from flowfence.calico import schema_tree
 from flowfence.config.settings import Settings
-from flowfence.core import atomic, checkpoints, times
+from flowfence.core import atomic, checkpoints, lock, times
 from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.flows import sources, spark_engine
@@ -277,9 +277,11 @@ def derive(
 
 def run(request: RunRequest) -> RunResult:
     """Lock the state, compute, commit the new state, then write policies and reports."""
-    # A local state directory is locked; an s3:// one is committed with a conditional put
+    # The output directory is locked, so two runs with different states never write one DIR.
+    # A local state directory is locked too; an s3:// one is committed with a conditional put
     # (state/store.py), so a run that loses the race stops before writing any output.
-    with store.opened(request.state_dir) as held:
+    out_lock = lock.acquire(request.out, name=lock.OUT_LOCK_NAME, what="output directory")
+    with out_lock, store.opened(request.state_dir) as held:
         _step(request, "after-lock")
         aside = held.reset() if request.reset_state else None
         prior = held.load()
