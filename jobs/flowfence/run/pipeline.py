@@ -283,6 +283,9 @@ def run(request: RunRequest) -> RunResult:
     out_lock = lock.acquire(request.out, name=lock.OUT_LOCK_NAME, what="output directory")
     with out_lock, store.opened(request.state_dir) as held:
         _step(request, "after-lock")
+        if request.git_commit or request.git_push:
+            # A detached HEAD or an unreachable remote stops the run before it writes anything.
+            gitops.preflight(request.out, push_too=request.git_push)
         aside = held.reset() if request.reset_state else None
         prior = held.load()
         held.collect_garbage(prior)
