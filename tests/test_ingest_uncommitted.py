@@ -149,3 +149,33 @@ def test_a_first_s3_ingest_puts_its_manifest_before_any_object(s3: S3, tmp_path:
     assert json.loads(s3.get("store/_ingest/manifest.json"))["entries"] == {}
     with pytest.raises(FlowInputError, match="not committed yet"):
         sources.list_files(url)
+
+
+def test_run_skips_the_files_a_compaction_under_way_replaces(tmp_path: Path) -> None:
+    """`ingest --compact` renames the merged file in before deleting the files it replaces;
+    a reader in between reads the merged file only, and the next writer finishes the job."""
+    first, _ = _inputs(tmp_path)
+    again = tmp_path / "in" / "again.log"
+    again.write_text("".join(first.read_text().splitlines(keepends=True)[:2]))
+    store = tmp_path / "store"
+    assert main(["ingest", "--out", str(store), str(first), str(again)]) == 0
+    rows = stored_rows(store)
+    hour = store / "date=2026-11-01" / "hour=00"
+    old = {p.name for p in hour.iterdir()}
+    assert len(old) == 2
+
+    pause = tmp_path / "pause"
+    compact = ["ingest", "--out", str(store), "--compact"]
+    proc = spawn(compact, paused(pause, "compact-after-rename"))
+    wait_for(pause, proc)
+    kill(proc)
+    merged = {p.name for p in hour.iterdir()} - old
+    assert len(merged) == 1 and old < {p.name for p in hour.iterdir()}  # both are there
+    listed = {f.rel for f in sources.list_files(store)[0] if f.unit == "date=2026-11-01/hour=00"}
+    assert listed == {f"date=2026-11-01/hour=00/{name}" for name in merged}
+    assert stored_rows(store) == rows
+
+    # The next writer finishes the compaction: the merged file alone, the same rows.
+    assert main(compact) == 0
+    assert {p.name for p in hour.iterdir()} == merged
+    assert stored_rows(store) == rows

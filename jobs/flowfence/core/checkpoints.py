@@ -16,11 +16,14 @@ Steps, in the order a run passes them:
 - `after-policies`: `policies/` is written, the reports are not;
 - `after-report`: everything is written, the lock is still held.
 
-And two of the ingest store, where its files are in place and its manifest does not list them:
+And three of the ingest store, where its files are in place and its manifest does not list
+them, or a merged file is in place beside the files it replaces:
 
 - `ingest-after-move`: on disk (ingest/store.py, per input of `ingest` and `receive`), the
   input's files are renamed into their partitions;
-- `ingest-after-upload`: on an object store (ingest/store_s3.py), the objects are uploaded.
+- `ingest-after-upload`: on an object store (ingest/store_s3.py), the objects are uploaded;
+- `compact-after-rename`: `ingest --compact` renamed a partition's merged file in, the old
+  files are still there.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ STEPS = (
     "after-policies",
     "after-report",
 )
-INGEST_STEPS = ("ingest-after-move", "ingest-after-upload")
+INGEST_STEPS = ("ingest-after-move", "ingest-after-upload", "compact-after-rename")
 PAUSE_AT = "FLOWFENCE_PAUSE_AT"
 PAUSE_FILE = "FLOWFENCE_PAUSE_FILE"
 _POLL = 0.02

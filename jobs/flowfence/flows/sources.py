@@ -109,7 +109,7 @@ def _list_parts(root: Path) -> tuple[list[_Part], bool]:
             continue
         # The whole path counts, so pointing at .../date=2024-01-01 still prunes by hour.
         parts.append(_partition(file, file.parent.parts))
-    hidden = uncommitted([p.path for p in parts], ingest_commits.local_manifest)
+    hidden = uncommitted([p.path for p in parts], ingest_commits.read_local)
     if not parts or len(hidden) == len(parts):
         note = ingest_commits.note(hidden)
         raise FlowInputError(f"flow logs: {root}: no Parquet files (*.parquet) found{note}")
@@ -117,10 +117,11 @@ def _list_parts(root: Path) -> tuple[list[_Part], bool]:
     return parts, any(p.start is not None for p in parts)
 
 
-def uncommitted(paths: list[str], manifest: Callable[[str], bytes | None]) -> set[str]:
-    """The ingest-store files among `paths` no manifest commits yet (the module doc)."""
+def uncommitted(paths: list[str], read: Callable[[str, str], bytes | None]) -> set[str]:
+    """The ingest-store files among `paths` not to read: not committed yet, or replaced by a
+    compaction under way (the module doc, core/ingest_commits.py)."""
     try:
-        return ingest_commits.uncommitted(paths, manifest)
+        return ingest_commits.uncommitted(paths, read)
     except ValueError as exc:
         raise FlowInputError(f"flow logs: {exc}") from None
 
@@ -131,12 +132,11 @@ def _remote_files(url: str) -> tuple[tuple[FileInfo, ...], bool]:
     fs = objectstore.filesystem()
     listed = objectstore.list_parquet(fs, root)
 
-    def manifest(store: str) -> bytes | None:
-        where = objectstore.parse(objectstore.SCHEME + store).join(ingest_commits.MANIFEST)
-        blob = objects.read_object(fs, where)
+    def read(store: str, rel: str) -> bytes | None:
+        blob = objects.read_object(fs, objectstore.parse(objectstore.SCHEME + store).join(rel))
         return None if blob is None else blob.data
 
-    hidden = uncommitted([o.url.removeprefix(objectstore.SCHEME) for o in listed], manifest)
+    hidden = uncommitted([o.url.removeprefix(objectstore.SCHEME) for o in listed], read)
     if listed and len(hidden) == len(listed):
         note = ingest_commits.note(hidden)
         raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found{note}")

@@ -86,16 +86,19 @@ def list_files(spark: SparkSession, url: str) -> tuple[sources.FileInfo, ...]:
         unit = ("/".join(parts[:-1]) or ".") if span.start is not None else rel
         found.append(_info(status, path, rel, unit, span))
     # Files of ingest inputs not committed yet are skipped, as sources.py skips them.
-    hidden = sources.uncommitted([f.path for f in found], lambda store: _read(jvm, fs, store))
+    hidden = sources.uncommitted(
+        [f.path for f in found], lambda root, rel: _read(jvm, fs, root, rel)
+    )
     if len(hidden) == len(found):
         note = ingest_commits.note(hidden)
         raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found{note}")
     return tuple(sorted((f for f in found if f.path not in hidden), key=lambda f: f.rel))
 
 
-def _read(jvm: Any, fs: Any, store: str) -> bytes | None:
-    """The bytes of `store`'s ingest manifest through the Hadoop FileSystem, None if absent."""
-    path = jvm.org.apache.hadoop.fs.Path(literal(f"{store}/{ingest_commits.MANIFEST}"))
+def _read(jvm: Any, fs: Any, root: str, rel: str) -> bytes | None:
+    """The bytes of `root/rel` (an ingest store's manifest or journal) through the Hadoop
+    FileSystem, None if absent."""
+    path = jvm.org.apache.hadoop.fs.Path(literal(f"{root}/{rel}"))
     if not fs.exists(path):
         return None
     stream = fs.open(path)

@@ -225,6 +225,7 @@ class Store:
         atomic.fsync(tmp)
         tmp.rename(partition / name)
         atomic.fsync(partition)
+        checkpoints.reached("compact-after-rename")
         self._finish_compaction()
 
     def _finish_compaction(self) -> None:
