@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from flowfence.calico.schema import crd
+from flowfence.cli.app import main
 from flowfence.config.settings import DEFAULT_SELECTOR, Settings, load_settings
 from flowfence.core.errors import ConfigError
 
@@ -168,6 +169,20 @@ def _scope_with(**changes: Any) -> dict[str, Any]:
         ({"spec__maxRules": 0}, "spec.maxRules: must be at least 1"),
         ({"spec__namespaceSpec__selector": "name == 'x"}, "spec.namespaceSpec.selector: invalid"),
         ({"spec__namespaceSpec__tierName": "Tier_1"}, "spec.namespaceSpec.tierName: tier name"),
+        *(
+            (
+                {"spec__namespaceSpec__tierName": tier},
+                f"spec.namespaceSpec.tierName: {tier!r} is a tier Calico or its operator defines",
+            )
+            for tier in (
+                "default",
+                "kube-admin",
+                "kube-baseline",
+                "allow-tigera",
+                "calico-system",
+                "allow-cnx",
+            )
+        ),
         ({"spec__namespaceSpec__recStatus": "On"}, "spec.namespaceSpec.recStatus: expected one of"),
         (
             {"spec__namespaceSpec__intraNamespacePassThroughTraffic": "yes"},
@@ -317,3 +332,18 @@ def test_documented_examples_load(tmp_path: Path) -> None:
         else:
             load_settings(None, path)
     assert kinds == {"PolicyRecommendationScope", "FlowfenceConfig"}
+
+
+def test_run_refuses_calicos_default_tier_as_the_recommendation_tier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tierName: default` would make tier.yaml redefine Calico's default tier: exit 2, one
+    line naming the field, nothing written."""
+    scope = _write(tmp_path, yaml.safe_dump(_scope_with(spec__namespaceSpec__tierName="default")))
+    out = tmp_path / "out"
+    flows = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "demo"
+    code = main(["run", "--flows", str(flows), "--out", str(out), "--config", str(scope)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "spec.namespaceSpec.tierName: 'default' is a tier Calico or its operator" in err
+    assert not (out / "policies").exists()

@@ -16,7 +16,7 @@ import pytest
 
 from flowfence.config.settings import Settings
 from flowfence.core import atomic
-from flowfence.core.errors import ConfigError
+from flowfence.core.errors import ConfigError, RuntimeFailure
 from flowfence.learn.model import Evidence, PortRange, Recommendation, Rule
 from flowfence.render import manifests as render
 from flowfence.review import decisions, gitops
@@ -192,8 +192,8 @@ def test_errors(tmp_path: Path) -> None:
     write_run(lone, [SHOP])
     with pytest.raises(ConfigError, match="has no remote"):
         gitops.publish(lone, push_too=True)
-    # The commit happened before the push failed (the next run pushes it).
-    assert len(commits(lone)) == 1
+    # Refused before committing: nothing was committed that could not be pushed.
+    assert git(lone, "rev-list", "--all") == ""
 
 
 def test_push_without_upstream_sets_it(repo: tuple[Path, Path], tmp_path: Path) -> None:
@@ -208,3 +208,38 @@ def test_push_without_upstream_sets_it(repo: tuple[Path, Path], tmp_path: Path) 
     write_run(fresh / "out", [SHOP])
     result = gitops.publish(fresh / "out", push_too=True)
     assert result.pushed and git(remote, "rev-parse", "main") == result.commit
+
+
+def test_a_detached_head_is_refused_before_committing(repo: tuple[Path, Path]) -> None:
+    work, remote = repo
+    git(work, "switch", "-q", "--detach")
+    head = git(work, "rev-parse", "HEAD")
+    out = work / "flowfence"
+    write_run(out, [SHOP])
+    for push_too in (False, True):
+        with pytest.raises(ConfigError, match=r"HEAD is detached \(at [0-9a-f]+\) in .*git switch"):
+            gitops.publish(out, push_too=push_too)
+    assert git(work, "rev-parse", "HEAD") == head and commits(work) == [head]
+    assert git(remote, "rev-parse", "main") == head
+    # On a branch again, the same files are committed and pushed.
+    git(work, "switch", "-q", "main")
+    result = gitops.publish(out, push_too=True)
+    assert result.committed and git(remote, "rev-parse", "main") == result.commit
+
+
+def test_an_unreachable_remote_is_refused_before_committing(
+    repo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    work, remote = repo
+    git(work, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    out = work / "flowfence"
+    write_run(out, [SHOP])
+    before = commits(work)
+    with pytest.raises(RuntimeFailure, match=r"cannot reach remote 'origin' \(.*gone\.git"):
+        gitops.publish(out, push_too=True)
+    assert commits(work) == before
+    # --git-commit alone does not need the remote.
+    assert gitops.publish(out).committed and len(commits(work)) == 2
+    git(work, "remote", "set-url", "origin", str(remote))
+    assert gitops.publish(out, push_too=True).pushed
+    assert git(remote, "rev-parse", "main") == commits(work)[0]

@@ -88,6 +88,32 @@ def test_a_second_run_is_refused_while_one_is_going(
     assert run_cli(run_args(flows, out, now)).code == 0  # and now it is free
 
 
+def test_a_run_on_the_same_out_with_another_state_is_refused(
+    flows: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """Two processes, two --state directories, one --out: the second stops before writing."""
+    out, pause = tmp_path / "out", tmp_path / "pause"
+    now = T0 + timedelta(hours=3)
+    first = spawn(
+        [*run_args(flows, out, now), "--state", tmp_path / "a"], paused(pause, "after-read")
+    )
+    try:
+        wait_for(pause, first)
+        second = spawn([*run_args(flows, out, now), "--state", tmp_path / "b"])
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 1, err
+        assert f"output directory {out} is locked by pid {first.pid} on host" in err
+        assert f"do not delete {out / lock.OUT_LOCK_NAME}" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (out / "report.json").exists() and not (tmp_path / "b").exists()
+    finally:
+        pause.unlink(missing_ok=True)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    # Free again once the first has finished.
+    assert run_cli([*run_args(flows, out, now), "--state", tmp_path / "b"]).code == 0
+
+
 def test_a_killed_runs_lock_is_taken_over(flows: Path, tmp_path: Path, run_cli: RunCli) -> None:
     out, pause = tmp_path / "out", tmp_path / "pause"
     now = T0 + timedelta(hours=3)

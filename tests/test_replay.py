@@ -283,3 +283,14 @@ def test_evaluator_reproduces_the_traces_recorded_in_the_fixture(
         ], row
         compared += 1
     assert compared == demo_edges.height
+
+
+def test_markdown_keeps_untrusted_warnings_inert() -> None:
+    """Warnings quote input (file names, policy names): no markup or mention reaches the
+    Markdown meant for a pull-request comment."""
+    summary = replay.ReplaySummary(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    hostile = "</details><img src=x onerror=alert(1)> @everyone | [x](https://e.example)\nmore"
+    text = replay_render.to_markdown(replay.ReplayReport(None, summary, (), (), (hostile,)))
+    assert "<img" not in text and "</details>" not in text and "@everyone" not in text
+    assert "- &lt;/details&gt;&lt;img src=x onerror=alert(1)&gt; @\u200deveryone \\| " in text
+    assert "\\[x\\](https://e.example) more" in text

@@ -7,6 +7,7 @@ from typing import Any
 
 from test_changes import compute, enforced, files, rec, rule, shop_rules
 
+from flowfence.calico import names
 from flowfence.learn.model import PUBLIC_FALLBACK, PortRange, Recommendation
 from flowfence.report import markdown as report_md
 from flowfence.report import markdown_model, run_report
@@ -202,3 +203,43 @@ def test_stale_rules_table() -> None:
         "2026-11-01T05:00:00Z | would be removed |" in table  # fmt: skip
     assert "| `db` | egress | Namespace | `namespace old` | TCP | 5432 | " \
         "2026-11-01T05:00:00Z | narrowed |" in table  # fmt: skip
+
+
+HOSTILE = (
+    "</details><img src=x onerror=alert(1)> @everyone & @org/team [x](https://e.example) "
+    "![i](https://t.example/p.png) a|b `c`\nnext line"
+)
+
+
+def test_untrusted_text_is_inert_in_the_markdown() -> None:
+    """Decision authors and reasons, notes, warnings, lapsed decisions and rejected samples
+    are pasted into a pull-request comment: no markup, link, image, mention or broken table."""
+    shop = rec("shop", *shop_rules())
+    cs = compute({}, files(shop), shop)
+    decision = markdown_model._decision_text(
+        {"decision": "accept", "author": "<b>mallory</b> @everyone", "reason": HOSTILE}
+    )
+    ns = md_namespace(cs, "shop", decision=decision, notes=(HOSTILE,))
+    report = make(
+        [ns],
+        warnings=(HOSTILE,),
+        lapsed=(f"db: accept by {HOSTILE} expired 2026-11-01T00:00:00Z",),
+        rejected=(names.Rejection(HOSTILE, 1, 2, (HOSTILE, "ok")),),
+        excluded=(run_report.Exclusion(HOSTILE, "platform|allow-dns", 1, 2, 3),),
+    )
+    text = report_md.render(report)
+    # Only the report's own sections open and close <details>; no markup from the input.
+    assert text.count("<details>") == text.count("</details>") == 1
+    for raw in ("<img", "<b>", "@everyone", "@org/team", "\nnext line"):
+        assert raw not in text, raw
+    assert not re.search(r"(?<!\\)\]\(", text)  # no link or image
+    assert "&lt;/details&gt;&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "@\u200deveryone &amp; @\u200dorg/team \\[x\\](https://e.example)" in text
+    assert "Decision: accept by &lt;b&gt;mallory&lt;/b&gt; @\u200deveryone: " in text
+    # Table rows keep their columns: every pipe in the text is escaped.
+    rows = [line for line in text.splitlines() if line.startswith("| &lt;/details")]
+    rejected = next(line for line in rows if "platform" not in line)
+    assert " | 1 | 2 | " in rejected and rejected.endswith(" next line, ok |")
+    assert len(re.findall(r"(?<!\\)\|", rejected)) == 5
+    excluded = next(line for line in text.splitlines() if "platform" in line)
+    assert len(re.findall(r"(?<!\\)\|", excluded)) == 6

@@ -342,8 +342,26 @@ def test_exit_code_1_when_the_push_fails(
     git(work, "remote", "set-url", "origin", str(work.parent / "gone.git"))
     result = run(run_cli, flows, work / "out", 12, "--git-push")
     assert result.code == 1
-    assert "git push failed" in result.err and "gone.git" in result.err
-    assert len(git(work, "log", "--format=%H").splitlines()) == 1  # committed, not pushed
+    assert "--git-push: cannot reach remote 'origin'" in result.err and "gone.git" in result.err
+    # Refused before anything was written or committed.
+    assert git(work, "rev-list", "--all") == ""
+    assert not (work / "out" / "report.md").exists()
+    assert not (work / "out" / "state" / "manifest.json").exists()
+
+
+def test_a_run_on_a_detached_head_is_refused_before_writing(
+    flows: Path, repo: tuple[Path, Path], run_cli: Cli
+) -> None:
+    work, _ = repo
+    ok(run(run_cli, flows, work / "out", 12, "--git-commit"))
+    git(work, "switch", "-q", "--detach")
+    head = git(work, "rev-parse", "HEAD")
+    report = (work / "out" / "report.md").read_bytes()
+    result = run(run_cli, flows, work / "out", 13.5, "--git-commit")
+    assert result.code == 2
+    assert "--git-commit: HEAD is detached" in result.err and "git switch" in result.err
+    assert git(work, "rev-parse", "HEAD") == head
+    assert (work / "out" / "report.md").read_bytes() == report
 
 
 def test_exit_code_130_when_interrupted(flows: Path, tmp_path: Path) -> None:

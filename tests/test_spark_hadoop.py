@@ -9,6 +9,7 @@ FileSystem API. The hive tree is made by `flowfence fixtures generate`.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -73,6 +74,22 @@ def test_hadoop_listing_matches_the_local_listing(spark: SparkSession, tmp_path:
 
     # A plain local path is listed by sources.py (nanosecond mtimes, as a DuckDB run records).
     assert spark_engine.list_files(str(flows), spark) == sources.list_files(flows)[0]
+
+
+def test_hadoop_listing_skips_files_an_ingest_never_committed(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """An ingest store with the files of an input its manifest does not list (a writer killed
+    between its renames and its manifest): Spark lists what sources.py lists, without them."""
+    store = tmp_path / "store"
+    assert cli.main(["ingest", "--out", str(store), str(REPO / "tests/ingest_data/flows.log")]) == 0
+    committed = next(store.glob("date=*/hour=*/ingest-*.parquet"))
+    orphan = committed.parent / "ingest-0123456789abcdef-0_0.parquet"
+    shutil.copy(committed, orphan)
+    listed = spark_engine.list_files(_url(store), spark)
+    assert [f.rel for f in listed] == [f.rel for f in sources.list_files(store)[0]]
+    assert orphan.relative_to(store).as_posix() not in {f.rel for f in listed}
+    assert len(listed) == len(list(store.glob("date=*/hour=*/*.parquet"))) - 1
 
 
 def test_hadoop_listing_errors_name_the_location(spark: SparkSession, tmp_path: Path) -> None:

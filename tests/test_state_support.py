@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from conftest import FlowLog
 
-from flowfence.core import partitions, times
+from flowfence.core import lock, partitions, times
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -120,11 +120,11 @@ def has_rule(out: Path, ns: str, direction: str, peer: str, protocol: str, port:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` (relative path -> bytes), the lock file left out."""
+    """Every file under `root` (relative path -> bytes), the lock files left out."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "lock"
+        if p.is_file() and p.name not in (lock.LOCK_NAME, lock.OUT_LOCK_NAME)
     }
 
 

@@ -13,12 +13,17 @@ from types import MappingProxyType
 from typing import Any
 
 from flowfence.calico.names import is_dns1123_label, is_dns1123_subdomain
+from flowfence.calico.policies import BUILTIN_TIERS, OPERATOR_TIERS
 from flowfence.calico.selector import SelectorError, parse
 from flowfence.config.documents import fail
 from flowfence.core.durations import parse_duration, show, to_timedelta
 
 MIN_INTERVAL = timedelta(seconds=30)  # Calico rejects shorter intervals
 MAX_SELECTOR = 4096  # CRD maxLength
+# Tiers Calico (default, kube-admin, kube-baseline) or its operator (allow-tigera,
+# calico-system, allow-cnx) define: as the recommendation tier, tier.yaml would redefine its
+# order and default action for every policy in it.
+RESERVED_TIERS = frozenset(t.name for t in (*BUILTIN_TIERS, *OPERATOR_TIERS))
 _MEMORY = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[KMGT]i?B|B)")
 
 Converter = Callable[[Any, str], Any]
@@ -83,6 +88,17 @@ def _tier_name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not is_dns1123_label(value):
         raise fail(where, f"tier name must be a DNS-1123 label, got {value!r}")
     return value
+
+
+def _recommendation_tier(value: Any, where: str) -> str:
+    name = _tier_name(value, where)
+    if name in RESERVED_TIERS:
+        raise fail(
+            where,
+            f"{name!r} is a tier Calico or its operator defines, which the tier.yaml flowfence "
+            "writes would redefine; choose a tier of its own, such as namespace-isolation",
+        )
+    return name
 
 
 def selector(value: Any, where: str) -> str:
@@ -155,7 +171,7 @@ FIELDS: dict[str, tuple[Converter, str | None]] = {
     "policies_learning_cut_off": (_int(1), None),
     "namespace_selector": (selector, None),
     "intra_namespace_pass": (_bool, None),
-    "tier_name": (_tier_name, None),
+    "tier_name": (_recommendation_tier, None),
     "rec_status": (_optional(_choice("Enabled", "Disabled")), None),
     "tier_order": (_number, "tierOrder"),
     "tier_default_action": (_choice("Deny", "Pass"), "tierDefaultAction"),

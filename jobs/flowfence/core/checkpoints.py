@@ -15,6 +15,15 @@ Steps, in the order a run passes them:
 - `after-state`: the state commit is complete;
 - `after-policies`: `policies/` is written, the reports are not;
 - `after-report`: everything is written, the lock is still held.
+
+And three of the ingest store, where its files are in place and its manifest does not list
+them, or a merged file is in place beside the files it replaces:
+
+- `ingest-after-move`: on disk (ingest/store.py, per input of `ingest` and `receive`), the
+  input's files are renamed into their partitions;
+- `ingest-after-upload`: on an object store (ingest/store_s3.py), the objects are uploaded;
+- `compact-after-rename`: `ingest --compact` renamed a partition's merged file in, the old
+  files are still there.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ STEPS = (
     "after-policies",
     "after-report",
 )
+INGEST_STEPS = ("ingest-after-move", "ingest-after-upload", "compact-after-rename")
 PAUSE_AT = "FLOWFENCE_PAUSE_AT"
 PAUSE_FILE = "FLOWFENCE_PAUSE_FILE"
 _POLL = 0.02
@@ -42,15 +52,16 @@ _POLL = 0.02
 def _wanted() -> set[str]:
     raw = os.environ.get(PAUSE_AT, "")
     steps = {s.strip() for s in raw.split(",") if s.strip()}
-    unknown = steps - set(STEPS)
+    known = (*STEPS, *INGEST_STEPS)
+    unknown = steps - set(known)
     if unknown:
-        raise ValueError(f"{PAUSE_AT}: unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
+        raise ValueError(f"{PAUSE_AT}: unknown steps {sorted(unknown)}; known: {', '.join(known)}")
     return steps
 
 
 def reached(step: str) -> None:
     """Pause here if `FLOWFENCE_PAUSE_AT` names `step` (see the module doc)."""
-    if step not in STEPS:
+    if step not in STEPS and step not in INGEST_STEPS:
         raise ValueError(f"unknown step {step!r}")
     if step not in _wanted():
         return

@@ -2,7 +2,8 @@
 
 Two users, two modes of the same lock:
 
-- the state directory of a run (`acquire(state)`): a second run is refused at once (LockHeld,
+- the state directory and the output directory of a run (`acquire(state)`,
+  `acquire(out, name=OUT_LOCK_NAME)`): a second run on either is refused at once (LockHeld,
   exit 1) with a message naming the holder;
 - the ingest store (`acquire(store / "_ingest", wait=True)`): writers queue, each commit
   waits for the one before it.
@@ -34,6 +35,7 @@ from flowfence.core import times
 from flowfence.core.errors import StateError
 
 LOCK_NAME = "lock"
+OUT_LOCK_NAME = ".flowfence-lock"  # in DIR, beside policies/ (the .gitignore keeps it out of git)
 
 
 class LockHeld(StateError):
@@ -121,12 +123,12 @@ def _thread_lock(path: Path) -> threading.Lock:
         return _in_process.setdefault(path.resolve(), threading.Lock())
 
 
-def _refused(directory: Path, path: Path, holder: Holder | None) -> LockHeld:
+def _refused(directory: Path, path: Path, holder: Holder | None, what: str) -> LockHeld:
     who = holder.describe() if holder else "another process (starting up)"
     # Never advise deleting the file (module doc): the kernel frees the lock when its holder
     # exits, however it exits, so a held lock always means a live process.
     return LockHeld(
-        f"state {directory} is locked by {who}: another flowfence run is using it; "
+        f"{what} {directory} is locked by {who}: another flowfence run is using it; "
         f"wait for it to finish, or check that process (the lock frees itself when it exits; "
         f"do not delete {path})"
     )
@@ -151,22 +153,25 @@ def _open(directory: Path, path: Path) -> int:
 
 
 @contextlib.contextmanager
-def acquire(directory: Path, *, name: str = LOCK_NAME, wait: bool = False) -> Iterator[Lock]:
+def acquire(
+    directory: Path, *, name: str = LOCK_NAME, wait: bool = False, what: str = "state"
+) -> Iterator[Lock]:
     """Hold the lock file `directory/name` (both created if missing) for the `with` block.
 
     `wait`: block until the lock is free. Without it, LockHeld when another holder (another
-    process, or another thread or `with` block of this one) has it."""
+    process, or another thread or `with` block of this one) has it; `what` names the
+    directory in its message ("state", "output directory")."""
     path = directory / name
     fd = _open(directory, path)
     try:
         in_process = _thread_lock(path)
         if not in_process.acquire(blocking=wait):
-            raise _refused(directory, path, _read_holder(fd))
+            raise _refused(directory, path, _read_holder(fd), what)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise _refused(directory, path, _read_holder(fd)) from None
+                raise _refused(directory, path, _read_holder(fd), what) from None
             previous = _read_holder(fd)
             me = Holder.me()
             # A crashed process's record survives in the page cache; syncing it also survives

@@ -8,7 +8,9 @@ the path and the column, never as a DuckDB traceback.
 Pruning happens in Python on `date=YYYY-MM-DD/hour=HH` directory names, so DuckDB is handed
 an explicit file list and no path is ever written into SQL text. An `s3://bucket/prefix`
 location is listed by objectstore.py and read through its s3fs filesystem, registered with the
-connection (no httpfs download).
+connection (no httpfs download). In an ingest store, the files of inputs its manifest does not
+commit yet are left out (core/ingest_commits.py): a run never reads rows an interrupted ingest
+is about to delete.
 
 The view is pre-aggregated (encodings.grouping): raw rows in the window are grouped on their
 raw key columns and UTC day, the normalising fragments run once per group, and the column
@@ -20,14 +22,14 @@ after it reads. The hourly activity has its own narrow view, `flows_hourly`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from flowfence.core import objectstore, partitions, times
+from flowfence.core import ingest_commits, objects, objectstore, partitions, times
 from flowfence.core.errors import FlowInputError
 from flowfence.flows import encodings
 
@@ -107,16 +109,41 @@ def _list_parts(root: Path) -> tuple[list[_Part], bool]:
             continue
         # The whole path counts, so pointing at .../date=2024-01-01 still prunes by hour.
         parts.append(_partition(file, file.parent.parts))
-    if not parts:
-        raise FlowInputError(f"flow logs: {root}: no Parquet files (*.parquet) found")
+    hidden = uncommitted([p.path for p in parts], ingest_commits.read_local)
+    if not parts or len(hidden) == len(parts):
+        note = ingest_commits.note(hidden)
+        raise FlowInputError(f"flow logs: {root}: no Parquet files (*.parquet) found{note}")
+    parts = [p for p in parts if p.path not in hidden]
     return parts, any(p.start is not None for p in parts)
+
+
+def uncommitted(paths: list[str], read: Callable[[str, str], bytes | None]) -> set[str]:
+    """The ingest-store files among `paths` not to read: not committed yet, or replaced by a
+    compaction under way (the module doc, core/ingest_commits.py)."""
+    try:
+        return ingest_commits.uncommitted(paths, read)
+    except ValueError as exc:
+        raise FlowInputError(f"flow logs: {exc}") from None
 
 
 def _remote_files(url: str) -> tuple[tuple[FileInfo, ...], bool]:
     """`list_files` for an `s3://` location: objectstore.py lists and reads the partitions."""
     root = objectstore.parse(url)
+    fs = objectstore.filesystem()
+    listed = objectstore.list_parquet(fs, root)
+
+    def read(store: str, rel: str) -> bytes | None:
+        blob = objects.read_object(fs, objectstore.parse(objectstore.SCHEME + store).join(rel))
+        return None if blob is None else blob.data
+
+    hidden = uncommitted([o.url.removeprefix(objectstore.SCHEME) for o in listed], read)
+    if listed and len(hidden) == len(listed):
+        note = ingest_commits.note(hidden)
+        raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found{note}")
     out = []
-    for obj in objectstore.list_parquet(objectstore.filesystem(), root):
+    for obj in listed:
+        if obj.url.removeprefix(objectstore.SCHEME) in hidden:
+            continue
         unit = (obj.rel.rpartition("/")[0] or ".") if obj.start is not None else obj.rel
         out.append(FileInfo(obj.url, obj.rel, unit, obj.start, obj.end, obj.size, obj.mtime_ns))
     return tuple(out), any(f.start is not None for f in out)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from flowfence.core import objectstore, partitions
+from flowfence.core import ingest_commits, objectstore, partitions
 from flowfence.core.errors import FlowInputError
 from flowfence.flows import sources
 
@@ -85,9 +85,28 @@ def list_files(spark: SparkSession, url: str) -> tuple[sources.FileInfo, ...]:
         span = partition_span(path)
         unit = ("/".join(parts[:-1]) or ".") if span.start is not None else rel
         found.append(_info(status, path, rel, unit, span))
-    if not found:
-        raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found")
-    return tuple(sorted(found, key=lambda f: f.rel))
+    # Files of ingest inputs not committed yet are skipped, as sources.py skips them.
+    hidden = sources.uncommitted(
+        [f.path for f in found], lambda root, rel: _read(jvm, fs, root, rel)
+    )
+    if len(hidden) == len(found):
+        note = ingest_commits.note(hidden)
+        raise FlowInputError(f"flow logs: {url}: no Parquet files (*.parquet) found{note}")
+    return tuple(sorted((f for f in found if f.path not in hidden), key=lambda f: f.rel))
+
+
+def _read(jvm: Any, fs: Any, root: str, rel: str) -> bytes | None:
+    """The bytes of `root/rel` (an ingest store's manifest or journal) through the Hadoop
+    FileSystem, None if absent."""
+    path = jvm.org.apache.hadoop.fs.Path(literal(f"{root}/{rel}"))
+    if not fs.exists(path):
+        return None
+    stream = fs.open(path)
+    try:
+        data: bytes = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+    finally:
+        stream.close()
+    return bytes(data)
 
 
 def _info(status: Any, path: str, rel: str, unit: str, span: Span) -> sources.FileInfo:

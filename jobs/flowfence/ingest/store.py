@@ -1,6 +1,7 @@
 """The partitioned flow store that `ingest` and `receive` write: layout, manifest, commits.
 
-Layout (readable by `sources.bind_flows`, which skips `_`-prefixed directories)::
+Layout (readable by `sources.bind_flows`, which skips `_`-prefixed directories and the files
+of inputs the manifest does not commit, core/ingest_commits.py)::
 
     STORE/date=YYYY-MM-DD/hour=HH/ingest-<id>-<chunk>_<n>.parquet   rows of one input
     STORE/date=YYYY-MM-DD/hour=HH/compact-<uuid>.parquet            after --compact
@@ -12,8 +13,9 @@ An input (a file, the unread tail of a growing file, or one HTTP batch) is writt
 first, then committed under the lock: every file is fsync'd and renamed into its partition,
 the partition directories are fsync'd, and only then is the manifest replaced atomically. A
 crash after the renames leaves files whose `<id>` (the first 16 hex digits of the input's
-sha256) is not in the manifest; the next writer removes them before doing anything else, so an
-input is either in the store once, with its manifest entry, or not at all.
+sha256) is not in the manifest; readers skip them, and the next writer removes them before
+doing anything else, so an input is either in the store once, with its manifest entry, or not
+at all, for readers as for writers.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from typing import Any
 
 import duckdb
 
-from flowfence.core import atomic, lock, partitions, sql
+from flowfence.core import atomic, checkpoints, lock, partitions, sql
 from flowfence.core.errors import RuntimeFailure, StateError
+from flowfence.core.ingest_commits import DATA_NAME as _OURS
+from flowfence.core.ingest_commits import ID_LENGTH, MANIFEST_VERSION, input_id
 
-MANIFEST_VERSION = 1
-ID_LENGTH = 16
-_OURS = re.compile(r"(ingest-([0-9a-f]{16})-[0-9]+_[0-9]+|compact-[0-9a-f]{32})\.parquet")
+__all__ = ["ID_LENGTH", "MANIFEST_VERSION", "CompactResult", "Entry", "Store", "input_id"]
 _GLOB = re.compile(r"([\[*?])")
 
 
@@ -61,14 +63,6 @@ class CompactResult:
     partitions: int
     files_before: int
     files_after: int
-
-
-def input_id(rel: str) -> str | None:
-    """The input id in the name of a data file at `rel` (relative to the store root), None
-    for anything else: files of other writers, compacted files, files outside a partition."""
-    partition, _, name = rel.rpartition("/")
-    match = _OURS.fullmatch(name)
-    return match.group(2) if match and partitions.is_hour_path(partition) else None
 
 
 def literal_glob(path: Path) -> str:
@@ -166,7 +160,12 @@ class Store:
                 entries = self.entries()
                 if entry.sha256 in entries:
                     return False
+                if not self.manifest_path.exists():
+                    # Readers take a tree with a manifest for a store and skip the files it
+                    # does not commit (core/ingest_commits.py): it must exist before any file.
+                    self._write_entries(entries)
                 self._move_in(staging)
+                checkpoints.reached("ingest-after-move")
                 entries[entry.sha256] = entry
                 self._write_entries(entries)
                 return True
@@ -226,6 +225,7 @@ class Store:
         atomic.fsync(tmp)
         tmp.rename(partition / name)
         atomic.fsync(partition)
+        checkpoints.reached("compact-after-rename")
         self._finish_compaction()
 
     def _finish_compaction(self) -> None:

@@ -5,8 +5,10 @@ ingested inputs in `_ingest/manifest.json`). A run works on a local staging stor
 the remote manifest into a temporary directory, lets ingest.py write the new inputs there (so
 idempotency, growing files and malformed-line handling are exactly the local ones), then
 publishes: the new Parquet objects first (streamed), the manifest last, with a conditional
-put on the ETag it started from. Readers see the new objects before the manifest lists them,
-as they see renamed files before the manifest on disk.
+put on the ETag it started from. Readers list the new objects before the manifest commits
+them and skip them until it does (core/ingest_commits.py), as they skip renamed files on disk;
+a store's first publication puts an empty manifest before any object, so a reader knows the
+prefix for a store from the start.
 
 Writers are serialised by a lock object, `_ingest/lock`, created with `If-None-Match: *` and
 deleted at the end; a second ingest meanwhile is refused (exit 1) naming the holder. Holding
@@ -22,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowfence.core import objects, objectstore, partitions
+from flowfence.core import checkpoints, ingest_commits, objects, objectstore, partitions
 from flowfence.core.errors import BadInput, StateError
 from flowfence.core.lock import Holder
 from flowfence.core.objects import PreconditionLost
@@ -31,7 +33,8 @@ from flowfence.ingest import convert as ingest
 from flowfence.ingest import scan, write
 from flowfence.ingest.store import ID_LENGTH, Store, input_id
 
-META = "_ingest"
+META = ingest_commits.META
+EMPTY_MANIFEST = b'{\n "entries": {},\n "version": 1\n}\n'
 
 
 class StoreLocked(StateError):
@@ -103,10 +106,14 @@ def ingest_to(
         objects.delete(fs, orphans)
         summary = ingest.ingest(sources, stage, fmt=fmt, chunk_rows=chunk_rows, max_line=max_line)
         staged = sorted(p for p in stage.glob(f"{partitions.HOUR_GLOB}/*.parquet") if p.is_file())
+        if staged and blob is None:
+            etag = objects.put_if(fs, manifest, EMPTY_MANIFEST, etag=None)
+            blob = objects.Blob(EMPTY_MANIFEST, etag)
         for file in staged:
             # Streamed (multipart when large): memory stays bounded; the lock means no other
             # writer, and recovery above removed objects of dead ones.
             objects.upload(fs, file, root.join(file.relative_to(stage).as_posix()))
+        checkpoints.reached("ingest-after-upload")
         local = stage / META / "manifest.json"
         if local.exists() and (blob is None or local.read_bytes() != blob.data):
             objects.put_if(

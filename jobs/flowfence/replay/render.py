@@ -13,6 +13,7 @@ from typing import Any
 from flowfence.calico.evaluate import Endpoint
 from flowfence.core.times import rfc3339
 from flowfence.replay.audit import DeniedEdge, PolicyTally, ReplayReport
+from flowfence.report import markdown_escape
 
 SCHEMA_VERSION = 1
 
@@ -114,8 +115,8 @@ def to_json(report: ReplayReport) -> str:
 
 
 def _cell(text: object) -> str:
-    # Flow-log strings are untrusted: keep them from breaking the table.
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Flow-log strings are untrusted: inert in the table (no markup, links or mentions).
+    return markdown_escape.text(str(text))
 
 
 def policy_label(t: PolicyTally) -> str:
@@ -182,7 +183,7 @@ def to_markdown(report: ReplayReport) -> str:
             lines.append(
                 f"| {d.direction} | {_cell(endpoint_text(d.source))} "
                 f"| {_cell(endpoint_text(d.dest))} | {_cell(port_text(d))} | {d.flows} "
-                f"| {d.bytes} | `{_cell(outcome_text(d))}` |"
+                f"| {d.bytes} | `{markdown_escape.code(outcome_text(d))}` |"
             )
     if report.warnings:
         lines += ["", "## Warnings", ""]

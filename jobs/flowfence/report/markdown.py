@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from flowfence.report import run_report
+from flowfence.report import markdown_escape, run_report
 from flowfence.report.change_set import RuleView
 from flowfence.report.markdown_model import Namespace, Report, from_report
 
@@ -28,9 +28,9 @@ FIRST_POLICY_LINES = 3  # more first policies than this share one risk line
 JSON_NAME = "report.json"
 
 
-def cell(text: str) -> str:
-    """Untrusted text in a table cell or inline code: no pipes, backticks or newlines."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+# Untrusted text: `cell` inside inline code, `prose` anywhere else (markdown_escape.py).
+cell = markdown_escape.code
+prose = markdown_escape.text
 
 
 def _plural(n: int, word: str) -> str:
@@ -181,12 +181,12 @@ def section(ns: Namespace, *, with_diff: bool = True) -> str:
         "",
     ]
     if ns.decision:
-        lines += [f"Decision: {cell(ns.decision)}", ""]
+        lines += [f"Decision: {prose(ns.decision)}", ""]
     if c is not None:
         lines += _rule_table("Added rules", c.added_rules)
         lines += _rule_table("Removed rules", c.removed_rules)
     lines += _rule_table("Drift: learned, not covered by the accepted rules", ns.drift)
-    lines += [f"- note: {cell(n)}" for n in ns.notes]
+    lines += [f"- note: {prose(n)}" for n in ns.notes]
     if ns.notes:
         lines.append("")
     if c is not None and c.change == "created":
@@ -208,7 +208,10 @@ def _tally(title: str, rows: Sequence[run_report.Exclusion]) -> list[str]:
         "",
         "| reason | policy | edges | flows | bytes |",
         "|---|---|---|---|---|",
-        *(f"| {e.reason} | `{cell(e.policy)}` | {e.edges} | {e.flows} | {e.bytes} |" for e in rows),
+        *(
+            f"| {prose(e.reason)} | `{cell(e.policy)}` | {e.edges} | {e.flows} | {e.bytes} |"
+            for e in rows
+        ),
         "",
     ]
 
@@ -248,12 +251,12 @@ def _tail(report: Report) -> list[str]:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {cell(r.reason)} | {r.edges} | {r.flows} | {cell(', '.join(r.samples))} |"
+            f"| {prose(r.reason)} | {r.edges} | {r.flows} | {prose(', '.join(r.samples))} |"
             for r in report.rejected
         ]
         lines.append("")
     if report.warnings:
-        lines += ["### Warnings", "", *(f"- {cell(w)}" for w in report.warnings), ""]
+        lines += ["### Warnings", "", *(f"- {prose(w)}" for w in report.warnings), ""]
     return lines
 
 
@@ -278,7 +281,7 @@ def _head(report: Report) -> list[str]:
     if found:
         lines += ["### Risks", "", *found, ""]
     if report.lapsed:
-        lines += ["### Lapsed decisions", "", *(f"- {cell(x)}" for x in report.lapsed), ""]
+        lines += ["### Lapsed decisions", "", *(f"- {prose(x)}" for x in report.lapsed), ""]
     lines += _stale(report.stale)
     if report.other_files:
         lines += [f"Also changed: {', '.join(f'`{f}`' for f in report.other_files)}.", ""]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowfence.core import atomic, times
+from flowfence.core import atomic, lock, times
 from flowfence.core.errors import ConfigError, RuntimeFailure
 from flowfence.report.change_set import ChangeSet
 from flowfence.review import changes, decisions, written
@@ -29,7 +29,7 @@ from flowfence.review import changes, decisions, written
 COMMITTED = ("policies", "decisions.yaml", "report.md", written.FILE_NAME, ".gitignore")
 # What a decision or a policy is: a change to one of these makes a commit.
 TRIGGERS = ("policies", "decisions.yaml")
-IGNORED = ("/state/", "/report.json")
+IGNORED = ("/state/", "/report.json", f"/{lock.OUT_LOCK_NAME}")
 GITIGNORE_HEADER = "# Written by flowfence: run state and the JSON report stay out of git."
 TIMEOUT = 120.0
 MAX_BODY_LINES = 60
@@ -188,17 +188,55 @@ def commit(out: Path, text: str) -> CommitResult:
     return CommitResult(True, head, text)
 
 
+def preflight(out: Path, *, push_too: bool = False) -> None:
+    """Refuse what would make `--git-commit` go astray or `--git-push` fail, before anything
+    is written or committed: DIR outside a work tree, a detached HEAD (the commit would be on
+    no branch, and `git push` has nothing to push it to), and for `--git-push` no remote to
+    push to, or one that does not answer (`git ls-remote`, with git's own credentials)."""
+    top = work_tree(out)
+    flag = "--git-push" if push_too else "--git-commit"
+    if not _branch(out):
+        at = git(out, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "no commit"
+        raise ConfigError(
+            f"{flag}: HEAD is detached (at {at}) in {top}: a commit there would be on no branch; "
+            "check out the branch to commit to (git switch BRANCH) and run again"
+        )
+    if not push_too:
+        return
+    remote = _push_remote(out)
+    answer = git(out, "ls-remote", "--heads", "--", remote, check=False)
+    if answer.returncode != 0:
+        why = [line for line in answer.stderr.splitlines() if line.strip()]
+        raise RuntimeFailure(
+            f"--git-push: cannot reach remote {remote!r} ({' / '.join(why) or 'no answer'}); "
+            "nothing was written or committed"
+        )
+
+
+def _branch(out: Path) -> str:
+    """The branch HEAD is on ('' when detached); an unborn branch counts."""
+    return git(out, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
+
+
+def _push_remote(out: Path) -> str:
+    """The remote `push` sends to: the branch's upstream remote, else `origin`, else the first."""
+    configured = git(out, "config", "--get", f"branch.{_branch(out)}.remote", check=False)
+    if configured.returncode == 0 and configured.stdout.strip():
+        return configured.stdout.strip()
+    remotes = git(out, "remote").stdout.split()
+    if not remotes:
+        raise ConfigError("--git-push: the repository has no remote (git remote add origin URL)")
+    return "origin" if "origin" in remotes else remotes[0]
+
+
 def push(out: Path) -> str:
     """Push the current branch to its upstream, or to `origin` when it has none."""
     upstream = git(out, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}", check=False)
     if upstream.returncode == 0:
         git(out, "push", "--quiet")
         return upstream.stdout.strip()
-    remotes = git(out, "remote").stdout.split()
-    if not remotes:
-        raise ConfigError("--git-push: the repository has no remote (git remote add origin URL)")
-    remote = "origin" if "origin" in remotes else remotes[0]
-    branch = git(out, "symbolic-ref", "--short", "HEAD", check=False).stdout.strip()
+    remote = _push_remote(out)
+    branch = _branch(out)
     if not branch:
         raise RuntimeFailure("--git-push: HEAD is detached; check out a branch to push")
     git(out, "push", "--quiet", "--set-upstream", remote, f"HEAD:refs/heads/{branch}")
@@ -235,8 +273,9 @@ def committed_policies(out: Path) -> dict[str, bytes]:
 
 
 def publish(out: Path, *, push_too: bool = False) -> CommitResult:
-    """`--git-commit` (and `--git-push`): commit DIR's changes against HEAD with a summary."""
-    work_tree(out)
+    """`--git-commit` (and `--git-push`): commit DIR's changes against HEAD with a summary.
+    `preflight` runs first: nothing is committed that could not go on a branch and be pushed."""
+    preflight(out, push_too=push_too)
     change_set = changes.compute(committed_policies(out), changes.read_policies(out))
     result = commit(out, message(change_set, decision_changes(out)))
     if push_too:

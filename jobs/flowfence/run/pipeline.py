@@ -24,7 +24,7 @@ import duckdb
 
 from flowfence.calico import schema_tree
 from flowfence.config.settings import Settings
-from flowfence.core import atomic, checkpoints, times
+from flowfence.core import atomic, checkpoints, lock, times
 from flowfence.core.database import connect
 from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
 from flowfence.flows import sources, spark_engine
@@ -293,10 +293,15 @@ def derive(
 
 def run(request: RunRequest) -> RunResult:
     """Lock the state, compute, commit the new state, then write policies and reports."""
-    # A local state directory is locked; an s3:// one is committed with a conditional put
+    # The output directory is locked, so two runs with different states never write one DIR.
+    # A local state directory is locked too; an s3:// one is committed with a conditional put
     # (state/store.py), so a run that loses the race stops before writing any output.
-    with store.opened(request.state_dir) as held:
+    out_lock = lock.acquire(request.out, name=lock.OUT_LOCK_NAME, what="output directory")
+    with out_lock, store.opened(request.state_dir) as held:
         _step(request, "after-lock")
+        if request.git_commit or request.git_push:
+            # A detached HEAD or an unreachable remote stops the run before it writes anything.
+            gitops.preflight(request.out, push_too=request.git_push)
         aside = held.reset() if request.reset_state else None
         prior = held.load()
         held.collect_garbage(prior)
