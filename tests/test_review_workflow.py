@@ -300,6 +300,7 @@ def test_git_commit_and_push_from_run(flows: Path, repo: tuple[Path, Path], run_
     assert git(work, "log", "--format=%s") == "flowfence: 3 namespaces (+4 -0 rules)"
     files = set(git(work, "ls-tree", "-r", "--name-only", "HEAD").splitlines())
     assert "cluster/policies/web.yaml" in files and "cluster/report.md" in files
+    assert "cluster/report.html" in files  # the page a reviewer opens from the pull request
     assert not any(f.startswith("cluster/state/") or f.endswith("report.json") for f in files)
     assert git(remote, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
     # No change: no commit (the report's window moved, but no policy or decision did).

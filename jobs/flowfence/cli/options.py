@@ -72,3 +72,18 @@ def parse_size(text: str, option: str) -> int:
     if match is None:
         raise ConfigError(f"{option}: {text!r} is not a size such as 16MiB")
     return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
+
+
+_LISTEN = re.compile(r"\[?([^\[\]]*?)\]?:(\d{1,5})")
+
+
+def parse_listen(text: str, example: str, any_host: str | None = None) -> tuple[str, int]:
+    """`--listen HOST:PORT` (IPv6 as `[::1]:PORT`). `any_host`: the host of `:PORT`, which is
+    refused without it; port 0 (any free port) is allowed only together with `any_host`."""
+    match = _LISTEN.fullmatch(text.strip())
+    port = int(match.group(2)) if match is not None else -1
+    lowest = 0 if any_host is not None else 1
+    host = (match.group(1) if match is not None else "") or any_host
+    if match is None or not lowest <= port <= 65535 or not host:
+        raise ConfigError(f"--listen: {text!r} is not HOST:PORT (IPv6 as {example})")
+    return host, port

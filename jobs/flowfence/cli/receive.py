@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 from pathlib import Path
@@ -12,9 +11,11 @@ from typing import Annotated
 
 import typer
 
+from flowfence.cli import options
 from flowfence.cli.options import parse_size
 from flowfence.core.errors import ConfigError
 from flowfence.ingest import convert as ingest
+from flowfence.ingest.receive import Receiver
 from flowfence.ingest.receive_config import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CONNECTIONS,
@@ -25,14 +26,6 @@ from flowfence.ingest.receive_config import (
 )
 
 TOKEN_ENV = "FLOWFENCE_RECEIVE_TOKEN"
-_LISTEN = re.compile(r"\[?([^\[\]]*?)\]?:(\d{1,5})")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(text.strip())
-    if match is None or int(match.group(2)) > 65535:
-        raise ConfigError(f"--listen: {text!r} is not HOST:PORT (IPv6 as [::1]:8080)")
-    return match.group(1) or "0.0.0.0", int(match.group(2))
 
 
 def _token(token_file: Path | None) -> str | None:
@@ -112,7 +105,7 @@ def register(app: typer.Typer) -> None:
         """Serve an HTTP endpoint for Goldmane's push emitter (PUSH_URL) that writes each
         NDJSON batch into the store and answers 200 once it is on disk. Stops on SIGTERM once
         the batches in flight are stored, within --shutdown-timeout. Logs go to stderr."""
-        host, port = parse_listen(listen)
+        host, port = options.parse_listen(listen, "[::1]:8080", any_host="0.0.0.0")
         config = ReceiveConfig(
             store=store,
             host=host,
@@ -128,10 +121,6 @@ def register(app: typer.Typer) -> None:
             max_connections=max_connections,
             shutdown_timeout=shutdown_timeout,
         )
-        # Imported here: the web stack (uvicorn, Starlette) is for this command only, and every
-        # other command starts without loading it.
-        from flowfence.ingest.receive import Receiver
-
         receiver = Receiver(config)
 
         def stop(signum: int, _frame: FrameType | None) -> None:

@@ -8,7 +8,6 @@ authenticating proxy). Stops on Ctrl-C.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,15 +18,6 @@ from flowfence.cli import options
 from flowfence.core.errors import ConfigError
 from flowfence.serve import app as serve_app
 from flowfence.serve import csrf, pages
-
-_LISTEN = re.compile(r"\[?([^\[\]]*?)\]?:(\d{1,5})")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(text.strip())
-    if match is None or not 0 < int(match.group(2)) <= 65535 or not match.group(1):
-        raise ConfigError(f"--listen: {text!r} is not HOST:PORT (IPv6 as [::1]:8765)")
-    return match.group(1), int(match.group(2))
 
 
 def register(app: typer.Typer) -> None:
@@ -79,7 +69,7 @@ def register(app: typer.Typer) -> None:
         now: options.Now = None,
     ) -> None:
         """Review DIR in a browser: overview, namespaces, traffic map, and the actions."""
-        host, port = parse_listen(listen)
+        host, port = options.parse_listen(listen, "[::1]:8765")
         if not out.is_dir():
             raise ConfigError(f"{out}: not a directory (the --out of flowfence run)")
         if not csrf.is_loopback(host):

@@ -1,7 +1,7 @@
 """GitOps output: commit what a run wrote to the git work tree that holds DIR, and push it.
 
-flowfence commits only its own paths (`policies/`, `decisions.yaml`, `report.md`, the
-record of what it wrote, `.flowfence-written.json`, which `accept` compares hand edits with,
+flowfence commits only its own paths (`policies/`, `decisions.yaml`, `report.md`,
+`report.html` (a reviewer opens it from the pull request), the record of what it wrote, `.flowfence-written.json`, which `accept` compares hand edits with,
 and the `.gitignore` it writes), and only when a policy or a decision changed: a run that changes
 nothing but the report's timestamps makes no commit. Other changes staged or made in the
 same work tree are left alone (`git commit --only` with pathspecs). The state never goes
@@ -26,7 +26,14 @@ from flowfence.core.errors import ConfigError, RuntimeFailure
 from flowfence.report.change_set import ChangeSet
 from flowfence.review import changes, decisions, written
 
-COMMITTED = ("policies", "decisions.yaml", "report.md", written.FILE_NAME, ".gitignore")
+COMMITTED = (
+    "policies",
+    "decisions.yaml",
+    "report.md",
+    "report.html",
+    written.FILE_NAME,
+    ".gitignore",
+)
 # What a decision or a policy is: a change to one of these makes a commit.
 TRIGGERS = ("policies", "decisions.yaml")
 IGNORED = ("/state/", "/report.json", f"/{lock.OUT_LOCK_NAME}")
