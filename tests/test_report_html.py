@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DemoInputs
+from conftest import FLOW_NOW, DemoInputs, FlowLog
 
 from flowfence.cli.app import main
 from flowfence.report import html_model, run_report, traffic_map
@@ -105,3 +105,31 @@ def test_traffic_map_cells_link_to_the_rules_behind_them(demo_out: Path) -> None
     assert drawn is not None
     assert 'href="/namespaces/frontend"' in drawn
     assert "vega.github.io" not in drawn
+
+
+def test_hostile_flow_log_strings_never_become_markup(flowlog: FlowLog, tmp_path: Path) -> None:
+    """Strings from the cluster (namespaces, names, labels, domains) are untrusted: a run over
+    rows carrying markup rejects them and neither report.html nor report.md carries the markup
+    as markup, while the good traffic still gets its policy."""
+    bad = "<img src=x onerror=alert(1)>"
+    rows = [
+        *flowlog.pair(dest_port=5432),
+        *flowlog.pair(source_namespace=bad),
+        *flowlog.pair(dest_name_aggr=f"pg-{bad}"),
+        *flowlog.pair(source_labels=[f"app={bad}"]),
+        flowlog.row(dest_type="net", dest_namespace="-", dest_domains=[f"{bad}.example.com"]),
+    ]
+    flows = flowlog.write(tmp_path / "f.parquet", rows)
+    out = tmp_path / "out"
+    assert main(["run", "--flows", str(flows), "--out", str(out), "--now", FLOW_NOW]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["rejected"]["edges"] >= 4
+    assert (out / "policies" / "db.yaml").exists()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for text in (page, markdown):
+        assert "<img" not in text and "onerror=alert(1)>" not in text
+    # The page lists what was rejected, the markup shown as text.
+    assert 'id="rejected"' in page and "&lt;img" in page
+    for path in (out / "policies").glob("*.yaml"):
+        assert "onerror" not in path.read_text(encoding="utf-8")

@@ -82,6 +82,7 @@ class Page:
     warnings: tuple[str, ...]
     lapsed: tuple[str, ...]
     excluded_namespaces: tuple[Mapping[str, str], ...]
+    rejected: tuple[Rejection, ...] = ()  # rows screening dropped, with their samples
 
     def get(self, namespace: str) -> NamespaceView | None:
         return next((n for n in self.namespaces if n.namespace == namespace), None)
@@ -203,6 +204,7 @@ def build(report: run_report.RunReport) -> Page:
         warnings=report.warnings,
         lapsed=model.lapsed,
         excluded_namespaces=report.excluded_namespaces,
+        rejected=report.rejected,
     )
 
 

@@ -1,10 +1,11 @@
 """GitOps output: commit what a run wrote to the git work tree that holds DIR, and push it.
 
 flowfence commits only its own paths (`policies/`, `decisions.yaml`, `report.md`,
-`report.html` (a reviewer opens it from the pull request), the record of what it wrote, `.flowfence-written.json`, which `accept` compares hand edits with,
-and the `.gitignore` it writes), and only when a policy or a decision changed: a run that changes
-nothing but the report's timestamps makes no commit. Other changes staged or made in the
-same work tree are left alone (`git commit --only` with pathspecs). The state never goes
+`report.html`, which a reviewer opens from the pull request, the record of what it wrote,
+`.flowfence-written.json`, which `accept` compares hand edits with, and the `.gitignore` it
+writes), and only when a policy or a decision changed: a run that changes nothing but the
+report's timestamps makes no commit. Other changes staged or made in the same work tree are
+left alone (`git commit --only` with pathspecs). The state never goes
 into git: it lives outside the repository (`--state`) or under `DIR/state/`, which the
 `.gitignore` in DIR keeps out.
 
