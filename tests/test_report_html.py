@@ -12,7 +12,7 @@ import pytest
 from conftest import FLOW_NOW, DemoInputs, FlowLog
 
 from flowfence.cli.app import main
-from flowfence.report import html_model, run_report, traffic_map
+from flowfence.report import html, html_model, run_report, traffic_map
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
 
@@ -133,3 +133,34 @@ def test_hostile_flow_log_strings_never_become_markup(flowlog: FlowLog, tmp_path
     assert 'id="rejected"' in page and "&lt;img" in page
     for path in (out / "policies").glob("*.yaml"):
         assert "onerror" not in path.read_text(encoding="utf-8")
+
+
+def test_a_large_cluster_map_folds_the_quiet_namespaces() -> None:
+    """Hundreds of namespaces would make tens of thousands of cells: each axis keeps the
+    MAX_SIDE busiest namespaces (peer kinds always) and folds the rest, flows conserved."""
+    found = tuple(
+        traffic_map.Cell(f"ns-{s:03}", dest, (s + 1) * (d + 1), 1, f"ns-{s:03}")
+        for s in range(120)
+        for d, dest in enumerate([*(f"ns-{d:03}" for d in range(0, 120, 7)), "[Public]"])
+    )
+    folded = traffic_map._fold(found, traffic_map.MAX_SIDE)
+    sources = {c.source for c in folded}
+    dests = {c.dest for c in folded}
+    assert len(sources) == traffic_map.MAX_SIDE and "(81 others)" in sources
+    assert "[Public]" in dests and len(dests) == 19  # 18 namespaces and the kind: no fold
+    assert "ns-119" in sources and "ns-000" not in sources  # the busiest senders are kept
+    assert sum(c.flows for c in folded) == sum(c.flows for c in found)
+    assert sum(c.rules for c in folded) == sum(c.rules for c in found)
+    assert all(c.namespace == "" for c in folded if c.source == "(81 others)")
+    assert all(c.namespace == c.source for c in folded if c.source != "(81 others)")
+    assert traffic_map._fold(found[:30], traffic_map.MAX_SIDE) == found[:30]
+
+
+def test_the_page_names_the_policy_files_beyond_its_yaml_budget(
+    demo_inputs: DemoInputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(html, "YAML_BUDGET", 4000)
+    page = run(demo_inputs, tmp_path / "out").read_text(encoding="utf-8")
+    shown = page.count("<summary>Policy YAML")
+    named = page.count("left out here to keep the page small")
+    assert shown >= 1 and named >= 1 and shown + named == 14

@@ -54,14 +54,22 @@ def anchor_link(namespace: str) -> str:
     return f"#ns-{namespace}"
 
 
+# The manifests sit beside the page (DIR/policies/); on a large cluster they are megabytes, so
+# the page carries the YAML of the first namespaces up to this many bytes and names the file of
+# the rest, rather than copying every policy into each run's report.
+YAML_BUDGET = 2 * 1024 * 1024
+
+
 def to_html(report: run_report.RunReport, files: Mapping[str, bytes]) -> str:
     """The page for `report`, with the YAML of each namespace's manifest from `files`."""
     page = html_model.build(report)
-    yaml = {
-        ns.namespace: files[ns.manifest].decode("utf-8", "replace")
-        for ns in page.namespaces
-        if ns.manifest is not None and ns.manifest in files
-    }
+    yaml: dict[str, str] = {}
+    budget = YAML_BUDGET
+    for ns in page.namespaces:
+        data = files.get(ns.manifest) if ns.manifest is not None else None
+        if data is not None and len(data) <= budget:
+            yaml[ns.namespace] = data.decode("utf-8", "replace")
+            budget -= len(data)
     drawn = traffic_map.svg(report, anchor_link)
     # The SVG is vl-convert's output from the report's own values (namespace names are
     # DNS-1123 labels, scopes fixed words): the only markup the page takes as is.

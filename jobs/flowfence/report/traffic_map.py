@@ -7,6 +7,11 @@ ingress at the destination); the cell takes the larger side. Peers that are not 
 Each cell links to the rules behind it: the source namespace's for traffic it sends, else the
 destination's.
 
+A real cluster has hundreds of namespaces: a matrix of every pair would be tens of thousands of
+cells (24 MB of SVG at 300 namespaces), unreadable and too big to commit each run. Each axis
+shows the MAX_SIDE namespaces with the most flows on it; the rest fold into one `(N others)`
+row or column, whose cells link to no single namespace's rules.
+
 The chart is a Vega-Lite spec rendered to SVG here, with vl-convert (no browser, no
 JavaScript in the page, no network), and inlined in the page.
 """
@@ -30,13 +35,16 @@ _HREF = re.compile(r'((?:xlink:)?href=")([^"]*)(")')
 _GRADIENT = re.compile(r"\bgradient_(\d+)\b")
 
 
+MAX_SIDE = 40  # namespaces shown per axis before the rest are folded
+
+
 @dataclass(frozen=True)
 class Cell:
     source: str
     dest: str
     flows: int
     rules: int
-    namespace: str  # the namespace whose rules the cell links to
+    namespace: str  # the namespace whose rules the cell links to; "" for a folded cell
 
 
 def _peers(rule: run_report.RuleEntry) -> list[str]:
@@ -62,14 +70,48 @@ def cells(report: run_report.RunReport) -> tuple[Cell, ...]:
         had = found.get((source, dest))
         if had is None or flows > had.flows:
             found[(source, dest)] = Cell(source, dest, flows, rules, owner)
-    return tuple(found[k] for k in sorted(found))
+    return _fold(tuple(found[k] for k in sorted(found)), MAX_SIDE)
+
+
+def _kept(labels: dict[str, int], most: int) -> set[str]:
+    """The labels of one axis to show: peer kinds always, then the namespaces with the most
+    flows (ties by name), `most` in all counting the fold when there is one."""
+    kinds = {label for label in labels if label.startswith("[")}
+    names = sorted((n for n in labels if n not in kinds), key=lambda n: (-labels[n], n))
+    if len(names) <= most:
+        return kinds | set(names)
+    return kinds | set(names[: most - 1])
+
+
+def _fold(found: tuple[Cell, ...], most: int) -> tuple[Cell, ...]:
+    sources: dict[str, int] = {}
+    dests: dict[str, int] = {}
+    for c in found:
+        sources[c.source] = sources.get(c.source, 0) + c.flows
+        dests[c.dest] = dests.get(c.dest, 0) + c.flows
+    keep_sources, keep_dests = _kept(sources, most), _kept(dests, most)
+    if len(keep_sources) == len(sources) and len(keep_dests) == len(dests):
+        return found
+    other_sources = f"({len(sources) - len(keep_sources)} others)"
+    other_dests = f"({len(dests) - len(keep_dests)} others)"
+    folded: dict[tuple[str, str], Cell] = {}
+    for c in found:
+        source = c.source if c.source in keep_sources else other_sources
+        dest = c.dest if c.dest in keep_dests else other_dests
+        had = folded.get((source, dest))
+        if had is None:
+            folded[(source, dest)] = Cell(source, dest, c.flows, c.rules, c.namespace)
+            continue
+        owner = had.namespace if had.namespace == c.namespace else ""
+        folded[(source, dest)] = Cell(source, dest, had.flows + c.flows, had.rules + c.rules, owner)
+    return tuple(folded[k] for k in sorted(folded))
 
 
 def spec(found: tuple[Cell, ...], link: Callable[[str], str]) -> dict[str, object]:
     """The Vega-Lite heatmap of `found`; `link(namespace)` is where a cell points."""
     values = [
         {"source": c.source, "destination": c.dest, "flows": c.flows, "rules": c.rules,
-         "href": link(c.namespace)}
+         "href": link(c.namespace) if c.namespace else None}
         for c in found
     ]  # fmt: skip
     return {
