@@ -97,13 +97,15 @@ def environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(out: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`flowfence serve OUT ARGS...` on a free loopback port, stopped on exit; `env` is added
-    to the environment."""
+def serving(
+    out: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[Server]:
+    """`flowfence serve OUT ARGS...` on a free port of `host` (reached on loopback), stopped
+    on exit; `env` is added to the environment."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "flowfence.cli", "serve", str(out),
-         "--listen", f"127.0.0.1:{port}", *args],
+         "--listen", f"{host}:{port}", *args],
         env={**environment(), **(env or {})},
         stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -5,9 +5,12 @@ actions at all)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -198,8 +201,9 @@ def test_git_commit_commits_the_decision(out: Path) -> None:
         reply = decide(server, "cart", action="dismiss", reason="retired", author="alice")
         assert reply.status == 303  # type: ignore[attr-defined]
         page = server.get(reply.headers["location"]).body  # type: ignore[attr-defined]
-    # The first commit holds the run's policies too, as `run --git-commit` would have.
-    assert git("log", "-1", "--format=%s").strip().endswith("; 1 decision")
+    # decisions.yaml alone: the policies are committed by `run --git-commit`, never by a click.
+    assert git("log", "-1", "--format=%s").strip() == "flowfence: 1 decision"
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["decisions.yaml"]
     assert "reason: retired" in git("show", "HEAD:decisions.yaml")
     assert "committed" in page
     assert git("status", "--porcelain", "--", "decisions.yaml") == ""
@@ -222,3 +226,74 @@ def test_a_lapsed_decision_is_shown_as_lapsed_not_pending(out: Path) -> None:
         page = server.get("/namespaces/cart").body
     assert row and "lapsed" in row.group(0) and "next run" not in row.group(0)
     assert "This decision expired" in page
+
+
+def _git_repo(out: Path) -> Callable[..., str]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(out), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "CI")
+    git("config", "user.email", "ci@example.com")
+    git("add", "-A")
+    git("commit", "-q", "-m", "the run's output")
+    return git
+
+
+def test_the_page_commits_decisions_only_never_a_hand_edit(out: Path) -> None:
+    # A click on one namespace must not commit someone's uncommitted edit of another policy.
+    git = _git_repo(out)
+    edited = out / "policies" / "cart.yaml"
+    edited.write_text(edited.read_text() + "# widened by hand\n")
+    with serving(out, "--git-commit", "--now", NOW) as server:
+        reply = decide(server, "ads", action="dismiss", reason="noise", author="alice")
+        assert reply.status == 303  # type: ignore[attr-defined]
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["decisions.yaml"]
+    assert git("status", "--porcelain", "--", "policies").strip() == "M policies/cart.yaml"
+
+
+def test_a_detached_head_is_refused_before_the_decision_is_written(out: Path) -> None:
+    git = _git_repo(out)
+    git("checkout", "-q", "--detach")
+    with serving(out, "--git-commit", "--now", NOW) as server:
+        reply = decide(server, "ads", action="dismiss", reason="noise", author="alice")
+    assert reply.status == 400 and "detached" in reply.body  # type: ignore[attr-defined]
+    assert not (out / "decisions.yaml").exists()
+
+
+def test_the_page_reads_only_the_namespaces_own_policy_file(out: Path) -> None:
+    # report.json may come from a repository others edit: it cannot point the page elsewhere.
+    report = json.loads((out / "report.json").read_text())
+    for ns in report["namespaces"]:
+        if ns["namespace"] == "cart":
+            ns["manifest"] = "/etc/passwd"
+        if ns["namespace"] == "ads":
+            ns["manifest"] = "../report.json"
+    (out / "report.json").write_text(json.dumps(report))
+    (out.parent / "report.json").write_text("secret-beside-the-output")
+    with serving(out) as server:
+        cart = server.get("/namespaces/cart").body
+        ads = server.get("/namespaces/ads").body
+        catalog = server.get("/namespaces/catalog").body
+    assert "root:" not in cart and "secret-beside-the-output" not in ads
+    assert 'id="yaml"' in catalog  # a namespace whose report names its own file shows it
+
+
+def test_a_wildcard_listen_takes_addresses_not_names_in_host(out: Path) -> None:
+    # A DNS name an attacker controls can be rebound to this machine; an address cannot.
+    with serving(out, "--allow-remote", host="0.0.0.0") as server:
+        assert server.get("/", headers={"Host": f"127.0.0.1:{server.port}"}).status == 200
+        rebound = {"Host": f"rebind.attacker.example:{server.port}"}
+        assert server.get("/", headers=rebound).status == 403
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(
+    out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", str(out), "--listen", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

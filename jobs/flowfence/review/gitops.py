@@ -36,7 +36,8 @@ COMMITTED = (
     ".gitignore",
 )
 # What a decision or a policy is: a change to one of these makes a commit.
-TRIGGERS = ("policies", "decisions.yaml")
+DECISIONS = "decisions.yaml"
+TRIGGERS = ("policies", DECISIONS)
 IGNORED = ("/state/", "/report.json", f"/{lock.OUT_LOCK_NAME}")
 GITIGNORE_HEADER = "# Written by flowfence: run state and the JSON report stay out of git."
 TIMEOUT = 120.0
@@ -183,12 +184,12 @@ def message(changes: ChangeSet, decisions_changed: Sequence[str] = ()) -> str:
     return subject + ("\n\n" + "\n".join(body) if body else "") + "\n"
 
 
-def commit(out: Path, text: str) -> CommitResult:
-    """Commit flowfence's paths in DIR when a policy or a decision changed."""
+def commit(out: Path, text: str, only: Sequence[str] = COMMITTED) -> CommitResult:
+    """Commit flowfence's paths in DIR (`only` those) when a policy or a decision changed."""
     work_tree(out)
-    if not pending(out):
+    if not pending(out, [p for p in TRIGGERS if p in only]):
         return CommitResult(False, None, text)
-    paths = [p for p in COMMITTED if (out / p).exists() or _tracked(out, p)]
+    paths = [p for p in only if (out / p).exists() or _tracked(out, p)]
     git(out, "add", "--all", "--", *paths)
     # --only: commit these paths as they are now, whatever else the index holds.
     git(out, "commit", "--quiet", "--only", "--no-verify", "-F", "-", "--", *paths, stdin=text)
@@ -280,12 +281,18 @@ def committed_policies(out: Path) -> dict[str, bytes]:
     return files
 
 
-def publish(out: Path, *, push_too: bool = False) -> CommitResult:
+def publish(out: Path, *, push_too: bool = False, decisions_only: bool = False) -> CommitResult:
     """`--git-commit` (and `--git-push`): commit DIR's changes against HEAD with a summary.
-    `preflight` runs first: nothing is committed that could not go on a branch and be pushed."""
+    `preflight` runs first: nothing is committed that could not go on a branch and be pushed.
+    `decisions_only`: commit `decisions.yaml` alone (`flowfence serve`: the policies on disk
+    are the last run's, or someone's hand edit, which only a run may replace)."""
     preflight(out, push_too=push_too)
-    change_set = changes.compute(committed_policies(out), changes.read_policies(out))
-    result = commit(out, message(change_set, decision_changes(out)))
+    if decisions_only:
+        text = message(changes.compute({}, {}), decision_changes(out))
+        result = commit(out, text, only=(DECISIONS,))
+    else:
+        change_set = changes.compute(committed_policies(out), changes.read_policies(out))
+        result = commit(out, message(change_set, decision_changes(out)))
     if push_too:
         push(out)
         return CommitResult(result.committed, result.commit, result.message, pushed=True)

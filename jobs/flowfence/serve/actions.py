@@ -42,6 +42,8 @@ def act(site: Site, namespace: str, form: Mapping[str, str]) -> Done:
     action = form.get("action", "")
     if action not in ACTIONS:
         raise ConfigError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
+    if site.git_commit:
+        gitops.preflight(site.out)  # a detached HEAD refuses before decisions.yaml changes
     if action == "reactivate":
         removed = recording.reactivate(site.out, namespace)
         message = (
@@ -71,5 +73,7 @@ def act(site: Site, namespace: str, form: Mapping[str, str]) -> Done:
         message = done.message(dec.FILE_NAME)  # the page names no server path
     if not site.git_commit:
         return Done(message)
-    result = gitops.publish(site.out)
+    # Only decisions.yaml: the policies on disk are the last run's or a hand edit, and a
+    # click on one namespace must not commit an edit of another.
+    result = gitops.publish(site.out, decisions_only=True)
     return Done(message, result.commit if result.committed else None)

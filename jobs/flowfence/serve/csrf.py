@@ -35,8 +35,8 @@ def is_loopback(host: str) -> bool:
 
 
 def host_names(host: str, port: int) -> frozenset[str]:
-    """The `Host` values a browser sends to this server; empty: any (a wildcard listen, where
-    the server cannot know its names)."""
+    """The `Host` values a browser sends to this server; empty: any IP address (a wildcard
+    listen, where the server cannot know its names)."""
     bare = host.strip("[]")
     if bare in ("0.0.0.0", "::"):
         return frozenset()
@@ -58,7 +58,11 @@ class Guard:
     def host_ok(self, host: str | None) -> bool:
         if host is None:
             return False
-        return not self.hosts or host.lower() in self.hosts
+        if not self.hosts:
+            # A wildcard listen cannot know its names, so it takes addresses only: a DNS name
+            # an attacker controls could be rebound to this machine, an IP address cannot.
+            return _ip_host(host)
+        return host.lower() in self.hosts
 
     def refusal(
         self,
@@ -83,6 +87,20 @@ class Guard:
         if not (_same(cookie, self.token) and _same(form_token, cookie)):
             return "stale form token: reload the page and try again"
         return None
+
+
+def _ip_host(host: str) -> bool:
+    """Whether `host` (a Host header) is an IP address with an optional port."""
+    if host.startswith("["):  # IPv6, as browsers send it: [addr] or [addr]:port
+        end = host.find("]")
+        bare = host[1:end] if end > 0 else ""
+    else:
+        bare = host.rsplit(":", 1)[0] if ":" in host else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return False
+    return True
 
 
 def _same(a: str, b: str) -> bool:

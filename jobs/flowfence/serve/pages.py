@@ -149,16 +149,33 @@ class Detail:
     denials: denials.Denials
 
 
+def own_manifest(out: Path, namespace: str, named: str | None) -> str | None:
+    """`policies/NS.yaml` when the report names that file for `namespace` and it is a regular
+    file in DIR (not a symlink); None otherwise."""
+    try:
+        namespace = dec.check_namespace(namespace, "report.json")
+    except ConfigError:
+        return None
+    expected = f"policies/{namespace}.yaml"
+    path = out / expected
+    if named != expected or path.is_symlink() or not path.is_file():
+        return None
+    return expected
+
+
 def detail(site: Site, loaded: Loaded, namespace: str) -> Detail | None:
     ns = loaded.page.get(namespace)
     if ns is None:
         return None
     decided = dec.load(site.out).get(namespace)
     yaml = None
-    if ns.manifest is not None and (site.out / ns.manifest).is_file():
-        yaml = (site.out / ns.manifest).read_text(encoding="utf-8", errors="replace")
+    # report.json may come from a repository anyone can edit: the page reads only the file a
+    # run writes for this namespace (its name validated), never a path the report names.
+    manifest = own_manifest(site.out, namespace, ns.manifest)
+    if manifest is not None:
+        yaml = (site.out / manifest).read_text(encoding="utf-8", errors="replace")
     found = denials.denials(
-        site.out, site.state_dir, namespace, ns.manifest,
+        site.out, site.state_dir, namespace, manifest,
         tier_name=loaded.report.tier, existing=site.existing,
     )  # fmt: skip
     return Detail(loaded, row(loaded, ns, decided), yaml, found)
