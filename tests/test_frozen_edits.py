@@ -194,6 +194,31 @@ def test_deleting_the_record_does_not_let_an_edit_through(
     assert entry["stagedAction"] == "Learn"
 
 
+def test_a_record_whose_text_was_edited_is_not_frozen(
+    flows: Path, tmp_path: Path, run_cli: Cli
+) -> None:
+    """The record's copy of what flowfence wrote must match its own digests: a copy widened
+    in the record (its digests left alone) is no copy, so the decision waits. Before the fix
+    the run froze the widened copy as "what flowfence last wrote"."""
+    out = tmp_path / "out"
+    run(run_cli, flows, out, 12)
+    record = json.loads((out / RECORD).read_text())
+    entry = record["files"]["policies/web.yaml"]
+    assert "selector:" in entry["text"]
+    entry["text"] = ALLOW_ALL
+    (out / RECORD).write_text(json.dumps(record))
+    policy_file = out / "policies" / "web.yaml"
+    policy_file.write_text(policy_file.read_text() + "# touched\n")
+    (out / "decisions.yaml").write_text(
+        "namespaces:\n  web:\n    decision: enforce\n    reason: soaked\n    author: bob\n"
+    )
+    run(run_cli, flows, out, 12.5)
+    web = policy(out, "web")
+    assert (web["kind"], web["spec"]["stagedAction"]) == ("StagedNetworkPolicy", "Learn")
+    assert web["spec"]["tier"] == "namespace-isolation"
+    assert set(risks(out, "web")) == {"edited"}
+
+
 def test_an_unedited_policy_is_accepted_as_before(
     flows: Path, tmp_path: Path, run_cli: Cli
 ) -> None:

@@ -138,6 +138,8 @@ def _entry(rel: object, raw: object) -> tuple[str, Entry] | None:
         return None
     if not all(isinstance(s, str) and _DIGEST.fullmatch(s) for s in shas):
         return None
+    if digest(text.encode("utf-8")) not in shas:
+        return None  # a text edited after flowfence wrote it: no copy to freeze
     return rel, Entry(text, frozenset(shas))
 
 
