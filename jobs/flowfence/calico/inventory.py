@@ -25,10 +25,9 @@ from typing import Any
 from flowfence.calico.names import (
     is_dns1123_label,
     is_dns1123_subdomain,
-    is_label_key,
-    is_label_value,
     sample,
 )
+from flowfence.calico.namespace_items import namespace_item, valid_label
 from flowfence.calico.policy_rules import PROTOCOLS
 from flowfence.core.errors import ConfigError
 
@@ -167,34 +166,9 @@ def _metadata(item: Mapping[str, Any]) -> Mapping[str, Any]:
 def _namespace(
     item: Mapping[str, Any], where: str, out: dict[str, Mapping[str, str]], problems: _Problems
 ) -> None:
-    meta = _metadata(item)
-    name = meta.get("name")
-    if not isinstance(name, str) or not is_dns1123_label(name):
-        problems.add(f"{where}: invalid namespace name {sample(name)}, skipped")
-        return
-    if name in out:
-        problems.add(f"namespace {name}: listed twice, later entry skipped")
-        return
-    labels: dict[str, str] = {}
-    raw = meta.get("labels")
-    if raw is not None and not isinstance(raw, Mapping):
-        problems.add(f"namespace {name}: labels are not a mapping, ignored")
-        raw = None
-    for key, value in (raw or {}).items():
-        if _valid_label(key, value):
-            labels[key] = value
-        else:
-            problems.add(f"namespace {name}: invalid label {sample(key)}={sample(value)}, skipped")
-    out[name] = MappingProxyType(dict(sorted(labels.items())))
-
-
-def _valid_label(key: object, value: object) -> bool:
-    return (
-        isinstance(key, str)
-        and isinstance(value, str)
-        and is_label_key(key)
-        and is_label_value(value)
-    )
+    found = namespace_item(item, where, out, problems.add)
+    if found is not None:
+        out[found[0]] = MappingProxyType(found[1])
 
 
 def _pod(
@@ -211,7 +185,7 @@ def _pod(
         return None
     raw = meta.get("labels")
     raw = {} if raw is None else raw
-    if not isinstance(raw, Mapping) or not all(_valid_label(k, v) for k, v in raw.items()):
+    if not isinstance(raw, Mapping) or not all(valid_label(k, v) for k, v in raw.items()):
         problems.add(f"pod {namespace}/{name}: invalid labels, skipped")
         return None
     labels = frozenset(f"{k}={v}" for k, v in raw.items())

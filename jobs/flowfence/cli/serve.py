@@ -8,7 +8,6 @@ authenticating proxy). Stops on Ctrl-C.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ import typer
 import uvicorn
 
 from flowfence.cli import options
+from flowfence.core import listening
 from flowfence.core.errors import ConfigError
 from flowfence.serve import app as serve_app
 from flowfence.serve import csrf, pages
@@ -95,15 +95,8 @@ def register(app: typer.Typer) -> None:
         )
         guard = csrf.Guard(csrf.host_names(host, port))
         shown = f"[{host}]" if ":" in host else host
-        # Bound here, so a port in use or an unknown host is one line and exit 2, as for
-        # receive, not uvicorn's log line and its own exit code.
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            listening = socket.create_server((host, port), family=family)
-        except OSError as exc:
-            raise ConfigError(
-                f"serve: cannot listen on {shown}:{port}: {exc.strerror or exc}"
-            ) from None
+        # Bound here: a port in use is one line and exit 2 (core/listening.py).
+        bound = listening.listen(host, port, "serve")
         typer.echo(f"flowfence: serving {out} on http://{shown}:{port}/ (Ctrl-C stops)", err=True)
         config = uvicorn.Config(
             serve_app.create_app(site, guard),
@@ -115,5 +108,5 @@ def register(app: typer.Typer) -> None:
             proxy_headers=False,
             lifespan="off",
         )
-        with listening:
-            uvicorn.Server(config).run(sockets=[listening])
+        with bound:
+            uvicorn.Server(config).run(sockets=[bound])

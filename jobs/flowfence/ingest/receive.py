@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import ssl
 import sys
 import threading
@@ -46,6 +45,7 @@ from typing import Any
 import duckdb
 import uvicorn
 
+from flowfence.core import listening
 from flowfence.core.errors import ConfigError
 from flowfence.ingest import convert as ingest
 from flowfence.ingest.receive_app import Batches, build
@@ -73,7 +73,7 @@ class Receiver:
         self._db = ingest.connect(self.store)
         with self.store.locked():
             pass  # recover what an interrupted writer left, before the first request
-        self.socket = _bind(config.host, config.port)
+        self.socket = listening.listen(config.host, config.port, "receive")
         batches = Batches(config, self.store, ingest.row_parser(config.format), self._db, self.log)
         limits = ConnectionLimits(
             per_client=config.max_connections_per_client,
@@ -141,20 +141,6 @@ class Receiver:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(socket.SOMAXCONN)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"receive: cannot listen on {host}:{port}: {exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def _tls_factory(config: ReceiveConfig) -> Any:

@@ -130,17 +130,23 @@ def head(path: Path, size: int) -> tuple[bytes, bool]:
     return first[:size], len(first) <= size
 
 
+def _scanned(
+    handle: IO[bytes], scan: Scan, offset: int, buffer: int = io.DEFAULT_BUFFER_SIZE
+) -> gzip.GzipFile | io.BufferedReader:
+    """The bytes of an open file from `offset` to the end the scan hashed; a gzip file
+    decompressed whole."""
+    if scan.gzip:
+        return gzip.GzipFile(fileobj=handle)
+    handle.seek(offset)
+    return io.BufferedReader(_Limited(handle, scan.end - offset), buffer)
+
+
 @contextmanager
 def text(path: Path, scan: Scan, offset: int) -> Iterator[IO[str]]:
     """The file from `offset` to the scanned end as UTF-8 text (a BOM at the start skipped),
     decompressed when it is gzip."""
     with path.open("rb") as handle:
-        raw: io.BufferedIOBase
-        if scan.gzip:
-            raw = gzip.GzipFile(fileobj=handle)
-        else:
-            handle.seek(offset)
-            raw = io.BufferedReader(_Limited(handle, scan.end - offset))
+        raw = _scanned(handle, scan, offset)
         with io.TextIOWrapper(raw, encoding="utf-8-sig" if offset == 0 else "utf-8") as stream:
             yield stream
 
@@ -170,12 +176,7 @@ def numbered(
     `max_line` bytes (its newline not counted) is read past in bounded pieces and given as a
     LongLine instead."""
     with path.open("rb") as handle:
-        stream: io.BufferedIOBase
-        if scan.gzip:
-            stream = gzip.GzipFile(fileobj=handle)
-        else:
-            handle.seek(offset)
-            stream = io.BufferedReader(_Limited(handle, scan.end - offset), _BLOCK)
+        stream = _scanned(handle, scan, offset, _BLOCK)
         number = first
         while line := stream.readline(max_line + 1):
             if len(line) > max_line and not line.endswith(b"\n"):

@@ -24,7 +24,8 @@ from typing import Any
 
 import polars as pl
 
-from flowfence.calico.names import is_dns1123_label, is_label_key, is_label_value, sample
+from flowfence.calico.names import is_dns1123_label, sample
+from flowfence.calico.namespace_items import INVALID_NAME, namespace_item
 from flowfence.calico.selector import parse
 from flowfence.config.documents import load_documents
 from flowfence.config.settings import Settings
@@ -32,7 +33,6 @@ from flowfence.core.errors import ConfigError
 
 NAME_LABELS = ("projectcalico.org/name", "kubernetes.io/metadata.name")
 NOT_SELECTED = "not selected by namespaceSpec.selector"
-INVALID_NAME = "invalid namespace name"
 DELETED = "namespace deleted"
 
 NamespaceLabels = Mapping[str, Mapping[str, str]]
@@ -84,33 +84,10 @@ def load_namespaces(path: Path) -> NamespaceFile:
             if not isinstance(item, Mapping) or item.get("kind") != "Namespace":
                 problems.append(f"{where}: not a Namespace, skipped")
                 continue
-            meta = item.get("metadata")
-            meta = meta if isinstance(meta, Mapping) else {}
-            name = meta.get("name")
-            if not isinstance(name, str) or not is_dns1123_label(name):
-                problems.append(f"{where}: {INVALID_NAME} {sample(name)}, skipped")
-                continue
-            if name in labels:
-                problems.append(f"namespace {name}: listed twice, later entry skipped")
-                continue
-            labels[name] = MappingProxyType(_labels(name, meta.get("labels"), problems))
+            found = namespace_item(item, where, labels, problems.append)
+            if found is not None:
+                labels[found[0]] = MappingProxyType(found[1])
     return NamespaceFile(MappingProxyType(dict(sorted(labels.items()))), tuple(problems))
-
-
-def _labels(name: str, raw: Any, problems: list[str]) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        problems.append(f"namespace {name}: labels are not a mapping, ignored")
-        return {}
-    out = {}
-    for key, value in raw.items():
-        valid = isinstance(key, str) and isinstance(value, str)
-        if valid and is_label_key(key) and is_label_value(value):
-            out[key] = value
-            continue
-        problems.append(f"namespace {name}: invalid label {sample(key)}={sample(value)}, skipped")
-    return dict(sorted(out.items()))
 
 
 def namespace_labels(name: str, file_labels: NamespaceLabels | None = None) -> dict[str, str]:
