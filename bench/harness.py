@@ -88,7 +88,9 @@ def ensure_data(
         saved = json.loads(kept.read_text())
         return Sample(**saved["sample"]), str(saved["date"])
     print(f"generating {gen_args['rows']:,} rows into {data}", file=log, flush=True)
+    # The harness's own files go first: the generator refuses a folder holding anything else.
     stamp.unlink(missing_ok=True)
+    kept.unlink(missing_ok=True)
     sample = measure("generate", gen_args, work)
     stamp.write_text(json.dumps(gen_args))
     save_generated(data, sample)
