@@ -164,3 +164,37 @@ def test_grouped_view_gives_the_edges_of_the_per_row_view(
     assert int(got["rows"].sum() or 0) == int(want["rows"].sum() or 0)
     # fewer view rows than raw rows whenever two raw rows share a key and an hour
     assert grouped.table("flows").count("*").fetchall()[0][0] <= len(rows)
+
+
+def test_fetch_streams_record_batches_into_polars_cast_to_the_schema() -> None:
+    """A result moves into Polars batch by batch (issue 12, memory): never as one Arrow table
+    beside its Polars copy. The rows come back in FETCH_ROWS-row chunks (DuckDB's
+    `.pl()` gives its own, larger batches), every row once, in the schema's types."""
+    from flowfence.state.tables import ACTIVITY_SCHEMA
+
+    con = duckdb.connect()
+    rows = 3 * edges.FETCH_ROWS + 7
+    i = pl.int_range(rows, eager=True)
+    hourly = pl.DataFrame(
+        {
+            "reporter": "src",
+            "source_type": "wep",
+            "dest_type": "wep",
+            "source_namespace": "ns-" + (i % 1000).cast(pl.String),
+            "dest_namespace": None,
+            "hour": i // 1000,
+            "num_flows": 1,
+        }
+    ).select(
+        pl.exclude("hour"),
+        (pl.lit(datetime(2026, 11, 1)) + pl.duration(hours=pl.col("hour"))).alias("start_time"),
+        (pl.lit(datetime(2026, 11, 1)) + pl.duration(hours=pl.col("hour"))).alias("end_time"),
+    )
+    con.register("flows_hourly", hourly)
+    params: dict[str, Any] = {"since": None, "until": None, "end_before": None}
+    frame = edges.fetch(con, "state_activity", ACTIVITY_SCHEMA, **params)
+    assert frame.n_chunks() == -(-rows // edges.FETCH_ROWS)  # batches of FETCH_ROWS rows
+    assert dict(frame.schema) == ACTIVITY_SCHEMA
+    assert frame.height == rows
+    assert frame.get_column("flows").sum() == rows
+    assert frame.select(pl.struct("namespace", "hour").n_unique()).item() == rows

@@ -7,7 +7,9 @@ number of distinct edges.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -53,6 +55,9 @@ MEASURE_SCHEMA: dict[str, pl.DataType] = {
 EDGE_SCHEMA: dict[str, pl.DataType] = {**KEY_SCHEMA, **MEASURE_SCHEMA}
 KEY_COLUMNS: tuple[str, ...] = tuple(KEY_SCHEMA)
 EDGE_QUERY = "state_edges"  # sql/state_edges.sql
+# Rows per Arrow record batch fetched from DuckDB: small enough that one batch in flight (its
+# Arrow buffers, before Polars takes the rows over) costs a few MB, not a table.
+FETCH_ROWS = 65_536
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -75,7 +80,28 @@ def aggregate(
     # One edge query for every caller: the incremental runs' (which also lists the days each
     # edge was seen, for merging across reads); here without the extra row filter.
     window = {"since": _naive_utc(since), "until": _naive_utc(until), "end_before": None}
-    return conform(sql.relation(con, EDGE_QUERY, **window).pl())
+    return conform(fetch(con, EDGE_QUERY, EDGE_SCHEMA, **window))
+
+
+def fetch(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    schema: Mapping[str, pl.DataType],
+    **params: Any,
+) -> pl.DataFrame:
+    """Query `name`'s rows as one Polars frame of `schema`'s columns (cast), unsorted.
+
+    The result streams in Arrow record batches, each moved into Polars (which copies strings
+    into its own layout) and released before the next: a whole Arrow table beside its Polars
+    copy would hold the result twice outside DuckDB's memory limit."""
+    query = sql.load(name)
+    query.check(params)
+    reader = con.sql(query.text, params=params or None).to_arrow_reader(FETCH_ROWS)
+    cast = [pl.col(column).cast(dtype) for column, dtype in schema.items()]
+    parts = [pl.DataFrame(pl.from_arrow(batch)).select(cast) for batch in reader]
+    if not parts:
+        return pl.DataFrame(schema=dict(schema))
+    return pl.concat(parts, rechunk=False)
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:

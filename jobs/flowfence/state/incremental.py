@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from flowfence.core import sql
 from flowfence.flows import spark_engine
-from flowfence.flows.edges import KEY_COLUMNS
+from flowfence.flows.edges import EDGE_QUERY, KEY_COLUMNS, fetch
 from flowfence.flows.sources import FileInfo, bind_files
 from flowfence.state.tables import ACTIVITY_SCHEMA, EDGES_SCHEMA, FILES_SCHEMA, State
 
@@ -216,8 +215,8 @@ def read(
         end_before=end_before.replace(tzinfo=UTC) if end_before else None,
     )
     params = {"since": since, "until": until, "end_before": end_before}
-    edges = conform_edges(sql.relation(con, "state_edges", **params).pl())
-    activity = sql.relation(con, "state_activity", **params).pl()
+    edges = conform_edges(fetch(con, EDGE_QUERY, EDGES_SCHEMA, **params))
+    activity = fetch(con, "state_activity", ACTIVITY_SCHEMA, **params)
     return Batch(edges, conform_activity(activity), frozenset(source.files))
 
 
@@ -244,8 +243,10 @@ def merge_edges(*frames: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=EDGES_SCHEMA)
     if len(parts) == 1:
         return parts[0]
+    # Lazy, so that the parts are never copied into one concatenated frame: the group-by
+    # reads them in place, and only its result (one row per edge) is materialised.
     merged = (
-        pl.concat([p.select(list(EDGES_SCHEMA)) for p in parts])
+        pl.concat([p.lazy().select(list(EDGES_SCHEMA)) for p in parts])
         .group_by(list(KEY_COLUMNS))
         .agg(
             pl.col("first_seen").min(),
@@ -257,6 +258,7 @@ def merge_edges(*frames: pl.DataFrame) -> pl.DataFrame:
             pl.col("day_list").explode().drop_nulls().unique().sort(),
         )
         .with_columns(pl.col("day_list").list.len().cast(pl.Int64).alias("days"))
+        .collect()
     )
     return conform_edges(merged)
 
