@@ -200,23 +200,31 @@ def exclude(
     evaluator over `--existing-policies`); those edges are excluded as EXISTING_POLICY.
     """
     orders = known_tier_orders(settings) if tier_orders is None else dict(tier_orders)
+    # The wide edges are copied once, by the one filter that keeps the learnable edges no
+    # trace excludes; the tallies and verdicts work on a narrow frame of the columns they need.
     marked = _learnable(edges, selected)
-    not_learnable = _by_reason(marked.filter(pl.col("__why_not").is_not_null()), "__why_not")
-    learn = marked.filter(pl.col("__why_not").is_null()).drop("__why_not")
     pending = pl.col("pending_policies").fill_null(_EMPTY)
     trace = (
         pl.when(pending.list.len() > 0)
         .then(pending)
         .otherwise(pl.col("enforced_policies").fill_null(_EMPTY))
     )
-    learn = learn.with_columns(trace.alias("__trace"))
-    verdicts = _verdicts(learn.get_column("__trace").unique().to_list(), settings, orders)
-    learn = learn.join(verdicts, on="__trace", how="left")
-    excluded = learn.filter(pl.col("__excluded").is_not_null())
-    kept = learn.filter(pl.col("__excluded").is_null())
-    flagged = _to_map(kept.filter(pl.col("__flagged").is_not_null()), "__flagged", "__policy")
-    excluded_map = _to_map(excluded, "__excluded", "__policy")
-    kept = kept.drop("__trace", "__excluded", "__flagged", "__policy")
+    narrow = marked.select("__why_not", trace.alias("__trace"), "flows", "bytes")
+    learnable = pl.col("__why_not").is_null()
+    not_learnable = _by_reason(narrow.filter(~learnable), "__why_not")
+    traces = narrow.filter(learnable).get_column("__trace").unique().to_list()
+    verdicts = _verdicts(traces, settings, orders)
+    marks = narrow.join(verdicts, on="__trace", how="left", maintain_order="left")
+    excluded = learnable & pl.col("__excluded").is_not_null()
+    flagged = _to_map(
+        marks.filter(
+            learnable & pl.col("__excluded").is_null() & pl.col("__flagged").is_not_null()
+        ),
+        "__flagged",
+        "__policy",
+    )
+    excluded_map = _to_map(marks.filter(excluded), "__excluded", "__policy")
+    kept = marked.filter(marks.select(learnable & ~excluded).to_series()).drop("__why_not")
     if decided_before is not None and kept.height:
         kept, existing = _apply_existing(kept, decided_before)
         excluded_map = dict(sorted({**excluded_map, **existing}.items()))
@@ -255,7 +263,8 @@ def _apply_existing(
     series = pl.Series("__existing", deciding, dtype=pl.String)
     if series.len() != kept.height:
         raise ValueError(f"decided_before returned {series.len()} values for {kept.height} edges")
-    marked = kept.with_columns(series, pl.lit(EXISTING_POLICY).alias("__reason"))
-    hit = marked.filter(pl.col("__existing").is_not_null())
-    existing = _to_map(hit, "__reason", "__existing")
-    return marked.filter(pl.col("__existing").is_null()).drop("__existing", "__reason"), existing
+    marks = kept.select("flows", "bytes").with_columns(
+        series, pl.lit(EXISTING_POLICY).alias("__reason")
+    )
+    existing = _to_map(marks.filter(pl.col("__existing").is_not_null()), "__reason", "__existing")
+    return kept.filter(series.is_null()), existing

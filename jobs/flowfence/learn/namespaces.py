@@ -99,9 +99,12 @@ def namespace_labels(name: str, file_labels: NamespaceLabels | None = None) -> d
 
 def discover_namespaces(edges: pl.DataFrame) -> list[str]:
     """Distinct namespaces of the workload endpoints in the edges, sorted."""
+    # Select before filtering: a filter copies every column it is given.
     found = pl.concat(
         [
-            edges.filter(pl.col(f"{side}_type") == "wep").get_column(f"{side}_namespace")
+            edges.select(f"{side}_type", f"{side}_namespace")
+            .filter(pl.col(f"{side}_type") == "wep")
+            .get_column(f"{side}_namespace")
             for side in ("source", "dest")
         ]
     )
@@ -111,9 +114,9 @@ def discover_namespaces(edges: pl.DataFrame) -> list[str]:
 def last_flows(edges: pl.DataFrame) -> dict[str, datetime]:
     """Newest flow per namespace with a workload on either side (any action)."""
     sides = [
-        edges.filter(pl.col(f"{side}_type") == "wep").select(
-            pl.col(f"{side}_namespace").alias("namespace"), "last_seen"
-        )
+        edges.select(f"{side}_type", pl.col(f"{side}_namespace").alias("namespace"), "last_seen")
+        .filter(pl.col(f"{side}_type") == "wep")
+        .drop(f"{side}_type")
         for side in ("source", "dest")
     ]
     both = pl.concat(sides).drop_nulls("namespace")
