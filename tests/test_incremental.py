@@ -325,3 +325,28 @@ def test_a_flat_file_seals_once_old_enough(tmp_path: Path, run_cli: RunCli) -> N
     assert "Read 0 files (0 rows) this run" in again.out
     assert report(out)["incremental"]["open_files"] == 0
     assert has_rule(out, "web", "egress", "api", "TCP", "8080")
+
+
+def test_a_read_can_close_its_connection_before_sorting(tmp_path: Path) -> None:
+    """Issue 12 (memory): `close=True` hands DuckDB's memory back once the queries ran, before
+    Polars sorts the edges; the batch is the same as one read on a connection left open."""
+    import duckdb
+
+    from flowfence.core.database import connect
+    from flowfence.flows import sources
+    from flowfence.state import incremental
+
+    flows = tmp_path / "flows"
+    generate("demo", flows, seed=3, rows=600, start=T0, hours=2)
+    files = sources.list_files(flows)[0]
+    window: dict[str, Any] = {"since": T0.replace(tzinfo=None), "until": datetime(2030, 1, 1)}
+    kept_open = connect()
+    closed = connect()
+    expected = incremental.read(kept_open, files, **window)
+    batch = incremental.read(closed, files, **window, close=True)
+    assert expected.edges.height > 0
+    assert batch.edges.equals(expected.edges) and batch.activity.equals(expected.activity)
+    assert batch.nonempty == expected.nonempty
+    kept_open.execute("SELECT 1")
+    with pytest.raises(duckdb.ConnectionException):
+        closed.execute("SELECT 1")

@@ -129,9 +129,8 @@ def _read(
             plan = _plan(request, prior, now, spark_engine.list_files(request.flows, spark))
             return plan, _read_with(None, plan, now, spark)
     plan = _plan(request, prior, now, sources.list_files(request.flows)[0])
-    con = connect(request.settings)
     try:
-        return plan, _read_with(con, plan, now, None)
+        return plan, _read_with(request.settings, plan, now, None)
     except duckdb.OutOfMemoryException as exc:  # a resource limit, not bad input
         raise RuntimeFailure(
             f"out of memory reading {request.flows}: raise --memory-limit or set --temp-dir "
@@ -139,8 +138,6 @@ def _read(
         ) from exc
     except duckdb.Error as exc:  # a corrupt data page only shows when it is read
         raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
-    finally:
-        con.close()
 
 
 def _plan(
@@ -157,16 +154,25 @@ def _plan(
 
 
 def _read_with(
-    con: duckdb.DuckDBPyConnection | None,
+    limits: Settings | None,
     plan: incremental.Plan,
     now: datetime,
     spark: SparkSession | None,
 ) -> Reads:
+    """The reads, on Spark or (`limits` given) each on a DuckDB connection of its own: closed
+    before its edges are sorted, so that no read's DuckDB memory outlives its queries."""
+
     # Only the scan moves to Spark; merging, rules, rendering and state stay in-process.
     def read(files: Sequence[FileInfo], end_before: datetime | None = None) -> incremental.Batch:
-        return incremental.read(
-            con, files, since=plan.origin, until=now, end_before=end_before, spark=spark
-        )
+        con = connect(limits) if limits is not None else None
+        try:
+            return incremental.read(
+                con, files, since=plan.origin, until=now, end_before=end_before, spark=spark,
+                close=True,
+            )  # fmt: skip
+        finally:
+            if con is not None:
+                con.close()  # also when there was nothing to read
 
     return Reads(read(plan.seal), read(plan.open), read(plan.backfill, plan.backfill_before))
 

@@ -185,10 +185,13 @@ def read(
     until: datetime,
     end_before: datetime | None = None,
     spark: SparkSession | None = None,
+    close: bool = False,
 ) -> Batch:
     """Aggregate `files` (rows ending in [since, end_before) and starting before `until`).
 
     With `spark` (a session: `--engine spark`) the same queries run on Spark instead of `con`.
+    `close`: close `con` once the queries ran, before the edges are sorted, so that DuckDB's
+    memory (the bound flows, its buffers) is released before Polars' sort copies the edges.
     """
     paths = [f.path for f in files]
     if not paths:
@@ -207,17 +210,21 @@ def read(
         raise ValueError("incremental.read needs a DuckDB connection or a Spark session")
     # The window is applied to raw rows by the binding (the view is pre-aggregated per key
     # and hour); the queries' own filter only repeats it.
-    source = bind_files(
-        con,
-        paths,
-        since=since.replace(tzinfo=UTC),
-        until=until.replace(tzinfo=UTC),
-        end_before=end_before.replace(tzinfo=UTC) if end_before else None,
-    )
-    params = {"since": since, "until": until, "end_before": end_before}
-    edges = conform_edges(fetch(con, EDGE_QUERY, EDGES_SCHEMA, **params))
-    activity = fetch(con, "state_activity", ACTIVITY_SCHEMA, **params)
-    return Batch(edges, conform_activity(activity), frozenset(source.files))
+    try:
+        source = bind_files(
+            con,
+            paths,
+            since=since.replace(tzinfo=UTC),
+            until=until.replace(tzinfo=UTC),
+            end_before=end_before.replace(tzinfo=UTC) if end_before else None,
+        )
+        params = {"since": since, "until": until, "end_before": end_before}
+        edges = fetch(con, EDGE_QUERY, EDGES_SCHEMA, **params)
+        activity = fetch(con, "state_activity", ACTIVITY_SCHEMA, **params)
+    finally:
+        if close:
+            con.close()
+    return Batch(conform_edges(edges), conform_activity(activity), frozenset(source.files))
 
 
 def conform_edges(frame: pl.DataFrame) -> pl.DataFrame:
