@@ -350,3 +350,26 @@ def test_a_read_can_close_its_connection_before_sorting(tmp_path: Path) -> None:
     kept_open.execute("SELECT 1")
     with pytest.raises(duckdb.ConnectionException):
         closed.execute("SELECT 1")
+
+
+def test_the_computation_keeps_the_reads_counts_not_their_frames(tmp_path: Path) -> None:
+    """Issue 12 (memory): once merged, a read's edges live on in the merge only; what the run
+    keeps of its reads (for the run log and the summary) is their counts."""
+    from flowfence.config.settings import load_settings
+    from flowfence.run import pipeline
+
+    flows = tmp_path / "flows"
+    generate("demo", flows, seed=4, rows=1200, start=T0, hours=24)
+    request = pipeline.RunRequest(
+        flows=flows, out=tmp_path / "out", settings=load_settings(None, None),
+        now=T0 + timedelta(hours=24),
+    )  # fmt: skip
+    computation = pipeline.compute(request)
+    reads = computation.reads
+    assert reads is not None
+    assert all(b.edges.height == 0 and b.activity.height == 0 for b in reads.batches)
+    # The open hours (inside the grace) were read too: their counts are kept, not their edges.
+    assert reads.seal.rows > 0 and reads.open.rows > 0
+    assert sum(b.rows for b in reads.batches) == computation.report.input["rows"]
+    assert sum(b.flows for b in reads.batches) == computation.report.input["flows"]
+    assert reads.seal.files + reads.open.files == computation.report.input["files"]

@@ -118,6 +118,10 @@ class Reads:
     def batches(self) -> tuple[incremental.Batch, ...]:
         return (self.seal, self.open, self.backfill)
 
+    def counted(self) -> Reads:
+        """The reads without their frames (incremental.Batch.counted)."""
+        return Reads(self.seal.counted(), self.open.counted(), self.backfill.counted())
+
 
 def _read(
     request: RunRequest, prior: tables.State, now: datetime
@@ -195,7 +199,10 @@ def compute(
     record = record_file.load(request.out)
     plan, reads = _read(request, prior, now)
     _step(request, "after-read")
-    return derive(request, prior, plan, reads, cached, decided=decided, record=record)
+    merged = next_state.merge(prior, reads.seal, reads.open, reads.backfill)
+    # The read frames live on in `merged` only: the rest of the run needs their counts.
+    reads = reads.counted()
+    return derive(request, prior, plan, reads, merged, cached, decided=decided, record=record)
 
 
 def derive(
@@ -203,19 +210,21 @@ def derive(
     prior: tables.State,
     plan: incremental.Plan,
     reads: Reads,
+    merged: next_state.Merged,
     cached: Cached | None = None,
     *,
     decided: decisions.Decisions | None = None,
     record: record_file.Written | None = None,
 ) -> Computation:
-    """Everything after the read: pure, no I/O but the policy, decision and namespace files."""
+    """Everything after the read and the merge of its edges into the state (`merged`): pure,
+    no I/O but the policy, decision and namespace files."""
     settings = request.settings
     now = times.naive_utc(request.now)
     previous = statuses.previous_states(prior)
     markers = statuses.deleted_states(prior)
     learned = learning.learn(
         settings,
-        next_state.merge(prior, reads.seal, reads.open, reads.backfill),
+        merged,
         previous,
         plan.origin,
         now,

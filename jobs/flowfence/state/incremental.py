@@ -23,7 +23,7 @@ in [new origin, old origin) only, which no earlier read took.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -146,24 +146,31 @@ def sealed_files(
 
 @dataclass(frozen=True)
 class Batch:
-    """What one read produced: edges (EDGES_SCHEMA, not yet screened), hourly activity and the
-    files that held rows."""
+    """What one read produced: edges (EDGES_SCHEMA, not yet screened), hourly activity, the
+    files that held rows, and the rows and flows read (kept when the frames are dropped)."""
 
     edges: pl.DataFrame
     activity: pl.DataFrame
     nonempty: frozenset[str]
+    rows: int
+    flows: int
+
+    @classmethod
+    def of(cls, edges: pl.DataFrame, activity: pl.DataFrame, nonempty: frozenset[str]) -> Batch:
+        return cls(edges, activity, nonempty, total(edges, "rows"), total(edges, "flows"))
 
     @property
     def files(self) -> int:
         return len(self.nonempty)
 
-    @property
-    def rows(self) -> int:
-        return total(self.edges, "rows")
-
-    @property
-    def flows(self) -> int:
-        return total(self.edges, "flows")
+    def counted(self) -> Batch:
+        """This batch without its edges and activity, its counts kept: once merged, the frames
+        live on in the merge, and a batch kept for its counts must not hold a second copy."""
+        return replace(
+            self,
+            edges=pl.DataFrame(schema=EDGES_SCHEMA),
+            activity=pl.DataFrame(schema=ACTIVITY_SCHEMA),
+        )
 
 
 def total(edges: pl.DataFrame, column: str) -> int:
@@ -172,7 +179,7 @@ def total(edges: pl.DataFrame, column: str) -> int:
 
 
 def empty_batch() -> Batch:
-    return Batch(
+    return Batch.of(
         pl.DataFrame(schema=EDGES_SCHEMA), pl.DataFrame(schema=ACTIVITY_SCHEMA), frozenset()
     )
 
@@ -205,7 +212,8 @@ def read(
             spark=spark,
         )
         source_, edges_, activity_ = read_by_spark
-        return Batch(conform_edges(edges_), conform_activity(activity_), frozenset(source_.files))
+        edges, activity = conform_edges(edges_), conform_activity(activity_)
+        return Batch.of(edges, activity, frozenset(source_.files))
     if con is None:
         raise ValueError("incremental.read needs a DuckDB connection or a Spark session")
     # The window is applied to raw rows by the binding (the view is pre-aggregated per key
@@ -224,7 +232,7 @@ def read(
     finally:
         if close:
             con.close()
-    return Batch(conform_edges(edges), conform_activity(activity), frozenset(source.files))
+    return Batch.of(conform_edges(edges), conform_activity(activity), frozenset(source.files))
 
 
 def conform_edges(frame: pl.DataFrame) -> pl.DataFrame:
