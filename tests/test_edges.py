@@ -198,3 +198,63 @@ def test_fetch_streams_record_batches_into_polars_cast_to_the_schema() -> None:
     assert frame.height == rows
     assert frame.get_column("flows").sum() == rows
     assert frame.select(pl.struct("namespace", "hour").n_unique()).item() == rows
+
+
+_WORDS = st.sampled_from(["", "a", "a=b", "b", "z"])
+_TEXT = st.one_of(st.none(), _WORDS)
+_LIST = st.one_of(st.none(), st.lists(st.one_of(st.none(), _WORDS), max_size=3))
+
+
+def _key_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Edges whose keys vary in two string, two list and one integer column (the rest fixed)."""
+    text, labels, port, domains, ip = zip(*rows, strict=True) if rows else ((),) * 5
+    n = len(rows)
+    fixed = {c: pl.Series(c, [None] * n, dtype=t) for c, t in edges.EDGE_SCHEMA.items()}
+    varied = {
+        "source_namespace": pl.Series(text, dtype=pl.String()),
+        "source_labels": pl.Series(labels, dtype=pl.List(pl.String())),
+        "dest_port": pl.Series(port, dtype=pl.Int32()),
+        "dest_domains": pl.Series(domains, dtype=pl.List(pl.String())),
+        "dest_ip": pl.Series(ip, dtype=pl.String()),
+        "flows": pl.int_range(n, eager=True, dtype=pl.Int64()),  # tells ties apart
+    }
+    return pl.DataFrame({c: varied.get(c, s) for c, s in fixed.items()})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_TEXT, _LIST, st.one_of(st.none(), st.integers(-3, 3)), _LIST, _TEXT),
+        max_size=40,
+    )
+)
+def test_sort_by_key_orders_as_a_sort_over_the_key_columns(rows: list[tuple[Any, ...]]) -> None:
+    """Issue 12 (memory): edges are ordered through their packed key codes, never a row
+    encoding of the 20 key columns; the order is the same as that sort's: nulls last (also
+    null lists), empty and prefix lists before longer ones, ties in input order."""
+    frame = _key_frame(rows)
+    want = frame.sort(list(edges.KEY_COLUMNS), nulls_last=True, maintain_order=True)
+    assert_frame_equal(edges.sort_by_key(frame), want)
+    assert edges.sort_by_key(want) is want  # already in order: not copied
+
+
+def test_key_codes_pack_the_key_into_few_64_bit_words() -> None:
+    """Each key column takes the bits its distinct values need, so 20 columns fit in a few
+    UInt64 words; equal keys get equal codes, and a column too wide for the current word
+    starts the next one."""
+    n = 70_000
+    i = pl.int_range(n, eager=True)
+    frame = _key_frame([(None, None, None, None, None)] * n).with_columns(
+        ("ns-" + (i % 3).cast(pl.String)).alias("source_namespace"),
+        *[  # four columns of 17 bits each: more than one word holds
+            (f"{c}-" + ((i * 7) % 65_537).cast(pl.String)).alias(c)
+            for c in ("source_name_aggr", "source_ip", "dest_name_aggr", "dest_ip")
+        ],
+    )
+    codes = edges.key_codes(frame)
+    assert codes.height == n
+    assert set(codes.schema.values()) == {pl.UInt64()}
+    assert 1 < codes.width <= 2
+    keys = frame.select(edges.KEY_COLUMNS)
+    assert codes.n_unique() == keys.n_unique()
+    assert pl.concat([keys, codes], how="horizontal").n_unique() == keys.n_unique()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +373,41 @@ def test_the_computation_keeps_the_reads_counts_not_their_frames(tmp_path: Path)
     assert sum(b.rows for b in reads.batches) == computation.report.input["rows"]
     assert sum(b.flows for b in reads.batches) == computation.report.input["flows"]
     assert reads.seal.files + reads.open.files == computation.report.input["files"]
+
+
+def test_merge_edges_sums_each_key_once_in_key_order() -> None:
+    """Issue 12 (memory): merge_edges groups by packed key codes, not the 20 key columns, and
+    gathers each merged key from its first row; the result is still one row per key (null and
+    empty lists being keys of their own), the evidence merged, in key order."""
+    from flowfence.state import incremental
+    from flowfence.state.tables import EDGES_SCHEMA
+
+    def part(rows: list[tuple[str | None, list[str] | None, int, date]]) -> pl.DataFrame:
+        n = len(rows)
+        frame = pl.DataFrame(
+            {c: pl.Series(c, [None] * n, dtype=t) for c, t in EDGES_SCHEMA.items()}
+        )
+        ns, labels, flows, day = zip(*rows, strict=True)
+        return incremental.conform_edges(
+            frame.with_columns(
+                pl.Series("source_namespace", ns, dtype=pl.String()),
+                pl.Series("source_labels", labels, dtype=pl.List(pl.String())),
+                pl.Series("flows", flows, dtype=pl.Int64()),
+                pl.Series("rows", flows, dtype=pl.Int64()),
+                pl.Series("day_list", [[d] for d in day], dtype=pl.List(pl.Date())),
+                pl.Series("days", [1] * n, dtype=pl.Int64()),
+            )
+        )
+
+    d1, d2 = date(2026, 11, 1), date(2026, 11, 2)
+    a = part([("web", ["app=web"], 1, d1), ("web", [], 2, d1), (None, None, 4, d1)])
+    b = part([("web", [], 8, d2), ("api", ["app=api"], 16, d2), (None, None, 32, d1)])
+    merged = incremental.merge_edges(a, b)
+    assert dict(merged.schema) == EDGES_SCHEMA
+    got = merged.select("source_namespace", "source_labels", "flows", "days", "day_list").rows()
+    assert got == [
+        ("api", ["app=api"], 16, 1, [d2]),
+        ("web", [], 10, 2, [d1, d2]),
+        ("web", ["app=web"], 1, 1, [d1]),
+        (None, None, 36, 1, [d1]),
+    ]
