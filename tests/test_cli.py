@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,22 @@ def test_console_script_runs() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("flowfence ")
+
+
+def test_the_cli_has_polars_return_freed_memory_at_once() -> None:
+    """Issue 12 (memory): the command line sets Polars' jemalloc to return freed pages at once,
+    before polars is loaded (it reads the variable only then); a value the user set is kept."""
+    code = (
+        "import os, sys; import flowfence.cli; "
+        "print('polars' in sys.modules, os.environ['_RJEM_MALLOC_CONF'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == ["False", "dirty_decay_ms:0,muzzy_decay_ms:0"]
+    env["_RJEM_MALLOC_CONF"] = "dirty_decay_ms:5000"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == ["False", "dirty_decay_ms:5000"]
