@@ -71,7 +71,7 @@ def to_html(report: run_report.RunReport, files: Mapping[str, bytes]) -> str:
             yaml[ns.namespace] = data.decode("utf-8", "replace")
             budget -= len(data)
     drawn = traffic_map.svg(report, anchor_link)
-    # The SVG is vl-convert's output from the report's own values (namespace names are
-    # DNS-1123 labels, scopes fixed words): the only markup the page takes as is.
+    # The SVG is drawn by traffic_map.py, which escapes every string of the report in it: the
+    # only markup the page takes as is.
     map_svg = Markup(drawn) if drawn is not None else None
     return _ENV.get_template("report.html.j2").render(page=page, yaml=yaml, map_svg=map_svg)

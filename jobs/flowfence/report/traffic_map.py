@@ -12,28 +12,25 @@ cells (24 MB of SVG at 300 namespaces), unreadable and too big to commit each ru
 shows the MAX_SIDE namespaces with the most flows on it; the rest fold into one `(N others)`
 row or column, whose cells link to no single namespace's rules.
 
-The chart is a Vega-Lite spec rendered to SVG here, with vl-convert (no browser, no
-JavaScript in the page, no network), and inlined in the page.
+The picture is an SVG drawn here by string building, inlined in the page: rows are sources,
+columns destinations (labels on top, turned 45 degrees), one 22 px square per cell coloured by
+its flows on a log scale from a light to a dark blue, a legend of those blues, a tooltip
+(`<title>`) per cell and a link on each cell that has a namespace. We draw it ourselves rather
+than with a charting library: a JavaScript engine (vl-convert's Deno/V8) booted in every run
+cost half a second, and the bytes would change with each library upgrade, churning the
+report.html that users commit. Here the same report gives the same bytes. Every string from the
+report is XML-escaped; the SVG has no script, no event handler, no id and no external reference,
+so it is safe inline under the page's Content-Security-Policy.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import vl_convert
+from html import escape
 
 from flowfence.report import run_report
-
-# vl-convert resolves links against the base URL of its data loader; the links here are all
-# relative (an anchor or a path on the same server), so that prefix is taken off again.
-_LOADER_BASE = "https://vega.github.io/vega-datasets/"
-_HREF = re.compile(r'((?:xlink:)?href=")([^"]*)(")')
-# Vega numbers gradients with a counter of the process; renumbered per picture, so that the same
-# report gives the same bytes whatever was drawn before in the process.
-_GRADIENT = re.compile(r"\bgradient_(\d+)\b")
-
 
 MAX_SIDE = 40  # namespaces shown per axis before the rest are folded
 
@@ -107,55 +104,139 @@ def _fold(found: tuple[Cell, ...], most: int) -> tuple[Cell, ...]:
     return tuple(folded[k] for k in sorted(folded))
 
 
-def spec(found: tuple[Cell, ...], link: Callable[[str], str]) -> dict[str, object]:
-    """The Vega-Lite heatmap of `found`; `link(namespace)` is where a cell points."""
-    values = [
-        {"source": c.source, "destination": c.dest, "flows": c.flows, "rules": c.rules,
-         "href": link(c.namespace) if c.namespace else None}
-        for c in found
-    ]  # fmt: skip
-    return {
-        "data": {"values": values},
-        "mark": {"type": "rect", "stroke": "white", "cursor": "pointer"},
-        "width": {"step": 22},
-        "height": {"step": 22},
-        "encoding": {
-            "y": {"field": "source", "type": "nominal", "title": "source (sends)"},
-            "x": {
-                "field": "destination",
-                "type": "nominal",
-                "title": "destination (receives)",
-                "axis": {"orient": "top", "labelAngle": -45},
-            },
-            "color": {
-                "field": "flows",
-                "type": "quantitative",
-                "scale": {"type": "log", "scheme": "blues"},
-                "legend": {"title": "flows"},
-            },
-            "href": {"field": "href", "type": "nominal"},
-            "tooltip": [
-                {"field": "source"},
-                {"field": "destination"},
-                {"field": "flows", "type": "quantitative"},
-                {"field": "rules", "type": "quantitative"},
-            ],
-        },
-        "config": {"font": "sans-serif", "view": {"stroke": None}},
-    }
+# The drawing, in px. Text is measured by an estimate per character (the SVG cannot ask the
+# browser); generous for 10 px sans-serif, so labels are not cut off. Labels longer than
+# LABEL_CHARS are shortened with an ellipsis, the whole name in their tooltip.
+CELL = 22
+FONT = 10
+CHAR = 6.2
+LABEL_CHARS = 30
+TITLE_SPACE = 22  # an axis title and its gap
+LEGEND_STEPS = 5
+# The scale's blues, light to dark (close to Vega's "blues", which the map used before): two
+# straight runs through a middle blue, which a single run from light to dark would grey out.
+LIGHT = (207, 225, 242)
+MIDDLE = (66, 146, 198)
+DARK = (10, 74, 144)
 
 
-def _relative(match: re.Match[str]) -> str:
-    return match.group(1) + match.group(2).removeprefix(_LOADER_BASE) + match.group(3)
+def _label(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
+
+
+def _width(text: str) -> int:
+    return math.ceil(len(_label(text)) * CHAR)
+
+
+def _blue(t: float) -> str:
+    """The colour at `t` in 0..1 from LIGHT to DARK, as #rrggbb."""
+    t = round(min(max(t, 0.0), 1.0), 6)  # a last-bit difference in log() moves no colour
+    start, end, t = (LIGHT, MIDDLE, t * 2) if t <= 0.5 else (MIDDLE, DARK, t * 2 - 1)
+    r, g, b = (round(lo + (hi - lo) * t) for lo, hi in zip(start, end, strict=True))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Flows to a blue on a log scale over the flows drawn (0 flows drawn as 1)."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, found: tuple[Cell, ...]) -> _Scale:
+        logs = [math.log(max(c.flows, 1)) for c in found]
+        return cls(min(logs), max(logs))
+
+    def t(self, flows: int) -> float:
+        span = self.high - self.low
+        return 0.0 if span == 0 else (math.log(max(flows, 1)) - self.low) / span
+
+    def colour(self, flows: int) -> str:
+        return _blue(self.t(flows))
+
+    def steps(self) -> list[tuple[str, int]]:
+        """The legend, most flows first: (colour, flows), a few values spread evenly over the
+        scale, each drawn in the colour of a cell with that many flows."""
+        values: list[int] = []
+        for i in range(LEGEND_STEPS):
+            flows = round(math.exp(self.high - (self.high - self.low) * i / (LEGEND_STEPS - 1)))
+            if flows not in values:
+                values.append(flows)
+        return [(self.colour(flows), flows) for flows in values]
+
+
+def _text(place: str, label: str) -> str:
+    """A label placed by `place` (attributes); the whole text its tooltip when shortened."""
+    shown = _label(label)
+    tip = f"<title>{escape(label)}</title>" if shown != label else ""
+    return f"<text {place}>{tip}{escape(shown)}</text>"
+
+
+def _cell(c: Cell, x: int, y: int, fill: str, link: Callable[[str], str]) -> str:
+    tip = f"source: {c.source}\ndestination: {c.dest}\nflows: {c.flows:,}\nrules: {c.rules:,}"
+    rect = (
+        f'<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" fill="{fill}" stroke="white">'
+        f"<title>{escape(tip)}</title></rect>"
+    )
+    if not c.namespace:
+        return rect
+    return f'<a href="{escape(link(c.namespace))}">{rect}</a>'
+
+
+def draw(found: tuple[Cell, ...], link: Callable[[str], str]) -> str:
+    """The SVG of `found` (not empty); `link(namespace)` is where a cell points."""
+    sources = sorted({c.source for c in found})
+    dests = sorted({c.dest for c in found})
+    scale = _Scale.of(found)
+    left = TITLE_SPACE + max(_width(s) for s in sources) + 6
+    # A column label rises at 45 degrees: its height and its reach right are its length / sqrt 2.
+    rise = [math.ceil(_width(d) / math.sqrt(2)) for d in dests]
+    top = TITLE_SPACE + max(rise) + 8
+    grid_right = left + len(dests) * CELL
+    legend_x = grid_right + 24
+    steps = scale.steps()
+    legend_width = 16 + 6 + max(_width(f"{flows:,}") for _, flows in steps)
+    width = max(
+        legend_x + max(legend_width, _width("flows")),
+        *(left + i * CELL + CELL // 2 + r + 4 for i, r in enumerate(rise)),
+    )
+    height = max(top + len(sources) * CELL, top + 18 + len(steps) * CELL) + 8
+    # The axis titles centred on the grid, kept inside the picture when the grid is small.
+    across = max(left + len(dests) * CELL // 2, _width("destination (receives)") // 2 + 4)
+    down = max(top + len(sources) * CELL // 2, _width("source (sends)") // 2 + 4)
+    row = {s: top + i * CELL for i, s in enumerate(sources)}
+    column = {d: left + i * CELL for i, d in enumerate(dests)}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="{FONT}" '
+        f'aria-label="Traffic map: flows per source and destination">',
+        f'<g font-size="11" font-weight="bold" text-anchor="middle">'
+        f'<text x="{across}" y="14">destination (receives)</text>'
+        f'<text transform="translate(14,{down}) rotate(-90)">source (sends)</text></g>',
+        f'<path d="M{left - 0.5},{top}v{len(sources) * CELL}M{left},{top - 0.5}'
+        f'h{len(dests) * CELL}" stroke="#888" fill="none"/>',
+        '<g class="columns">',
+        *(
+            _text(f'transform="translate({x + CELL // 2 + 3},{top - 4}) rotate(-45)"', d)
+            for d, x in column.items()
+        ),
+        '</g><g class="rows" text-anchor="end">',
+        *(_text(f'x="{left - 4}" y="{y + CELL // 2}" dy="0.35em"', s) for s, y in row.items()),
+        '</g><g class="cells">',
+        *(_cell(c, column[c.dest], row[c.source], scale.colour(c.flows), link) for c in found),
+        '</g><g class="legend">',
+        f'<text x="{legend_x}" y="{top + 11}" font-size="11" font-weight="bold">flows</text>',
+    ]
+    for i, (fill, flows) in enumerate(steps):
+        y = top + 18 + i * CELL
+        parts.append(f'<rect x="{legend_x}" y="{y}" width="16" height="{CELL}" fill="{fill}"/>')
+        parts.append(f'<text x="{legend_x + 22}" y="{y + CELL // 2}" dy="0.35em">{flows:,}</text>')
+    parts.append("</g></svg>")
+    return "\n".join(parts) + "\n"
 
 
 def svg(report: run_report.RunReport, link: Callable[[str], str]) -> str | None:
     """The map as an SVG document, or None when no rule links two peers."""
     found = cells(report)
-    if not found:
-        return None
-    text = _HREF.sub(_relative, vl_convert.vegalite_to_svg(spec(found, link), allowed_base_urls=[]))
-    ids: dict[str, str] = {}
-    return _GRADIENT.sub(
-        lambda m: ids.setdefault(m.group(1), f"traffic-map-gradient-{len(ids)}"), text
-    )
+    return draw(found, link) if found else None
