@@ -7,9 +7,12 @@ from bench.model import BenchRun, Figure, IncrementalResult, IngestResult
 from bench.results import RUN_COLUMNS, Verdict, _table, mb, ratio, stage_rows
 
 INCREMENTAL_TARGET = 20.0  # issue 5: an incremental run at least 20x faster than a full one
+RERUN_TARGET = 0.10  # issue 12: a rerun with nothing new under 10% of a full run
 INCREMENTAL_TITLES = {
     "generate": "fixture generator, the {days}",
     "build": "`pipeline.run`, the {days} into an empty state (builds the state)",
+    "settle": "rerun with nothing new: 30 minutes after the build, no new file (the open hour "
+    "is read again)",
     "steady": "**incremental, steady state**: the new hour on a settled state (hourly CronJob)",
     "first": "incremental, first run after the build (every status moves, every manifest "
     "rendered again)",
@@ -74,6 +77,18 @@ def verdicts(run: BenchRun) -> list[Verdict]:
                 f"{ratio(fig.seconds, f['bare_edges'].seconds)} the bare aggregation of "
                 f"all the files; read {fig.stage('read'):.2f} s, after the read "
                 f"{max(0.0, fig.seconds - fig.stage('plan') - fig.stage('read')):.2f} s",
+            )
+        )
+    if "settle" in f:
+        share = f["settle"].seconds / full.seconds
+        out.append(
+            Verdict(
+                f"rerun with nothing new < {RERUN_TARGET:.0%} of full (issue 12)",
+                f"{days(inc.days)}",
+                f"{share:.0%} ({f['settle'].seconds:.2f} s)",
+                share < RERUN_TARGET,
+                f"read {f['settle'].stage('read'):.2f} s, after the read "
+                f"{max(0.0, f['settle'].seconds - f['settle'].stage('read')):.2f} s",
             )
         )
     return out

@@ -120,7 +120,8 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     build = measure("incremental", run_args("base", base, new_hour, hours, None), work / "logs")
     _note(log, "incremental", "build", build)
     settle = run_args("settled", base, new_hour + SETTLE, hours, "base")
-    _note(log, "incremental", "settle", measure("incremental", settle, work / "logs" / "settle"))
+    settled = measure("incremental", settle, work / "logs" / "settle")
+    _note(log, "incremental", "settle", settled)
     after = new_hour + timedelta(hours=1)
     kinds = {
         "steady": run_args("steady", flows, after, hours, "settled"),
@@ -149,6 +150,7 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     same = all(policies_without_status(runs / k / "out") == full for k in ("steady", "first"))
     done = {k: Figure(k, tuple(v)) for k, v in figures.items()}
     done["build"] = Figure("build", (build,))
+    done["settle"] = Figure("settle", (settled,))
     if generated is not None:
         done["generate"] = Figure("generate", (generated,))
     base_files = sorted(base.glob("date=*/hour=*/*.parquet"))

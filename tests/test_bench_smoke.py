@@ -103,6 +103,7 @@ def test_targets_are_judged_not_enforced(results: str) -> None:
         "memory_limit honoured, spills to --temp-dir (memory_limit 256MB)",
         "incremental (steady) >= 20x faster than full (issue 5)",
         "incremental (first) >= 20x faster than full (issue 5)",
+        "rerun with nothing new < 10% of full (issue 12)",
     ]
     assert {r[3] for r in rows} <= {"yes", "**no**"}
     share = re.fullmatch(r"(\d+\.\d)% \(([\d.]+) s of ([\d.]+) s\)", rows[0][2])
@@ -126,6 +127,8 @@ def test_incremental_step_reads_only_the_new_hour(results: str) -> None:
     assert full > days_rows  # the day and the new hour
     assert 0 < steady < full / 4  # the new hour and the open hour before it, not the day
     assert by["full recomputation"][5] == "1.00x"
+    rerun = by["rerun with nothing new"]
+    assert 0 < int(rerun[8].replace(",", "")) < full / 4  # the open hour again, not the day
     assert by["bare DuckDB aggregation of the 1 day + the new hour"][2] == "1.00x"
 
 
