@@ -25,7 +25,7 @@ from datetime import datetime
 
 import polars as pl
 
-from flowfence.calico import edge_classes
+from flowfence.calico import vector_eval
 from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
 from flowfence.calico.named_ports import NamedPorts
 from flowfence.calico.policies import Direction, PolicySet
@@ -162,9 +162,8 @@ def compute(
     applies = allowed.with_columns(
         pl.col("reporter").replace_strict(_DIRECTION, default=None).alias("direction")
     ).filter(pl.col("direction").is_not_null() & local_type.is_in(sorted(LOCAL_TYPES)))
-    # One evaluation per class of edges the policies cannot tell apart (edge_classes.py).
-    ids, reps = edge_classes.classify(evaluator, applies, by_namespace=True)
-    verdicts = [evaluator.evaluate(edge, direction) for edge, direction in reps]
+    # The evaluator's verdict per edge, computed per distinct part (vector_eval.py).
+    ids, verdicts = vector_eval.verdicts(evaluator, applies)
     per_class = (
         applies.select("flows", "bytes")
         .with_columns(ids.alias("__class"))
