@@ -35,9 +35,12 @@ def to_expr(selector: Selector, prefix: str, columns: Collection[str]) -> pl.Exp
     return _node(selector.root, prefix, columns)
 
 
+_ABSENT = pl.lit(None, dtype=pl.String)
+
+
 def _label(key: str, prefix: str, columns: Collection[str]) -> pl.Expr:
     name = prefix + key
-    return pl.col(name) if name in columns else pl.lit(None, dtype=pl.String)
+    return pl.col(name) if name in columns else _ABSENT
 
 
 def _node(node: Node, prefix: str, columns: Collection[str]) -> pl.Expr:
@@ -51,7 +54,8 @@ def _node(node: Node, prefix: str, columns: Collection[str]) -> pl.Expr:
         case Compare(key, op, value):
             return _compare(_label(key, prefix, columns), op, value)
         case InSet(key, values, negated):
-            inside = _label(key, prefix, columns).is_in(list(values)).fill_null(False)
+            members = pl.Series([list(values)], dtype=pl.List(pl.String))
+            inside = _label(key, prefix, columns).is_in(members).fill_null(False)
             return ~inside if negated else inside
         case Not(operand):
             return ~_node(operand, prefix, columns)

@@ -39,10 +39,14 @@ from flowfence.calico.vector_sides import SIDE, Entity
 from flowfence.calico.verdict import PROFILE_TIER, Edge, Endpoint, Hit, HitAction, Verdict
 
 _COLUMNS = ("type", "namespace", "name_aggr", "ip", "labels")
-_L4 = ["proto", "dest_port", "__nsig"]
-_SD = ["dest_service_namespace", "dest_service_name", "dest_domains"]
+# The edge columns each part of a rule reads (the remote side's id for the remote entity).
+_PARTS = (
+    [SIDE],
+    ["proto", "dest_port", "__nsig"],
+    ["dest_service_namespace", "dest_service_name"],
+    ["dest_domains"],
+)
 _L4Part: TypeAlias = tuple[int | None, int | None, PortMatch | None, PortMatch | None]
-_SDPart: TypeAlias = tuple[ServiceMatch | None, tuple[DomainPattern, ...]]
 _POWERS = [1 << j for j in range(64)]
 _ACTIONS: dict[str, HitAction] = {"Allow": "allow", "Deny": "deny", "Pass": "pass"}
 
@@ -51,9 +55,8 @@ _ACTIONS: dict[str, HitAction] = {"Allow": "allow", "Deny": "deny", "Pass": "pas
 class _Step:
     policy: Policy
     rule: Rule
-    remote: int | None  # entity id, None: matches every side
-    l4: int | None  # l4 part id, None: matches every protocol and port
-    sd: int | None  # services/domains part id, None: matches every edge
+    # Per part (remote entity, l4, services, domains) its id, None where it matches anything.
+    parts: tuple[int | None, int | None, int | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,15 @@ def _never(rule: Rule) -> bool:
 
 
 def _program(
-    evaluator: Evaluator, direction: Direction, local: Endpoint, parts: tuple[_Ids, _Ids, _Ids]
+    evaluator: Evaluator,
+    selection: vector_sides.Selection,
+    direction: Direction,
+    local: Endpoint,
+    parts: tuple[_Ids, _Ids, _Ids, _Ids],
 ) -> _Program:
-    entities, l4s, sds = parts
+    entities, l4s, services, domains = parts
     side = evaluator._side(local)
-    tiers = evaluator._selected(local, direction)
+    tiers = selection(local, direction)
     steps: list[_Step] = []
     ranges = []
     for _, selecting in tiers:
@@ -118,17 +125,13 @@ def _program(
                 )  # fmt: skip
                 dst = rule.destination
                 l4 = (rule.protocol, rule.not_protocol, dst.ports, dst.not_ports)
-                steps.append(
-                    _Step(
-                        policy,
-                        rule,
-                        None if entity.trivial else entities.get(entity),
-                        None if l4 == (None, None, None, None) else l4s.get(l4),
-                        None
-                        if dst.services is None and not dst.domains
-                        else sds.get((dst.services, dst.domains)),
-                    )
+                ids = (
+                    None if entity.trivial else entities.get(entity),
+                    None if l4 == (None, None, None, None) else l4s.get(l4),
+                    None if dst.services is None else services.get(dst.services),
+                    None if not dst.domains else domains.get(dst.domains),
                 )
+                steps.append(_Step(policy, rule, ids))
         ranges.append((start, len(steps)))
     return _Program(direction, local, tiers, tuple(steps), tuple(ranges))
 
@@ -173,21 +176,16 @@ def _bits(steps: pl.DataFrame, keys: list[str], words: int) -> pl.DataFrame:
     )
 
 
-def _part_table(
-    pairs: pl.DataFrame,
-    steps: pl.DataFrame,
-    value: list[str],
-    truth: Callable[..., bool],
-    words: int,
+def _part_rows(
+    pairs: pl.DataFrame, steps: pl.DataFrame, value: list[str], truth: Callable[..., bool]
 ) -> pl.DataFrame:
-    """Masks per (program, value) of the steps whose part `__c` `truth(part, *value)` holds;
-    one Python call per distinct (part, value)."""
+    """(program, value, step) where the step's part `__c` holds for the value: one Python
+    call per distinct (part, value)."""
     rows = pairs.join(steps, on="__prog")
     distinct = rows.select("__c", *value).unique()
     ok = [truth(*row) for row in distinct.iter_rows()]
     checked = distinct.with_columns(pl.Series("__ok", ok, dtype=pl.Boolean))
-    rows = rows.join(checked, on=["__c", *value], nulls_equal=True).filter(pl.col("__ok"))
-    return _bits(rows, ["__prog", *value], words)
+    return rows.join(checked, on=["__c", *value], nulls_equal=True).filter(pl.col("__ok"))
 
 
 def verdicts(
@@ -227,9 +225,10 @@ def _fast(
 ) -> tuple[pl.DataFrame, list[Verdict]]:
     local = ["direction", "local_type", "local_namespace", "local_labels"]
     keys = marked.select(local).unique(maintain_order=True).with_row_index("__prog")
-    parts = (_Ids(), _Ids(), _Ids())
+    parts = (_Ids(), _Ids(), _Ids(), _Ids())
+    selection = vector_sides.Selection(evaluator)
     programs = [
-        _program(evaluator, d, Endpoint(t, ns, None, None, tuple(labels or ())), parts)
+        _program(evaluator, selection, d, Endpoint(t, ns, None, None, tuple(labels or ())), parts)
         for d, t, ns, labels in keys.select(local).rows()
     ]
     marked = marked.join(keys, on=local, how="left", nulls_equal=True)
@@ -239,53 +238,49 @@ def _fast(
         marked, dests = _named_signatures(evaluator, marked)
     words = max(1, -(-max((len(p.steps) for p in programs), default=0) // 64))
     names = _words(words)
-    consts, steps_of = [], {"r": [], "l": [], "s": []}  # type: ignore[var-annotated]
+    # Per part, the steps that match anything (a constant mask per program) and the others.
+    consts = [[0] * len(_PARTS) for _ in programs]
+    steps_of: list[list[tuple[int, int, int]]] = [[] for _ in _PARTS]
     for i, program in enumerate(programs):
-        trivial = {"r": 0, "l": 0, "s": 0}
         for k, step in enumerate(program.steps):
-            for part, value in (("r", step.remote), ("l", step.l4), ("s", step.sd)):
+            for part, value in enumerate(step.parts):
                 if value is None:
-                    trivial[part] |= 1 << k
+                    consts[i][part] |= 1 << k
                 else:
                     steps_of[part].append((i, k, value))
-        consts.append(trivial)
     const = pl.DataFrame(
         {"__prog": pl.Series(range(len(programs)), dtype=pl.UInt32)}
-        | {f"__{p}c{w}": pl.Series([c[p] >> (64 * w) & (2**64 - 1) for c in consts],
-                                   dtype=pl.UInt64)
-           for p in "rls" for w in range(words)}
+        | {f"__c{part}_{w}": pl.Series([c[part] >> (64 * w) & (2**64 - 1) for c in consts],
+                                       dtype=pl.UInt64)
+           for part in range(len(_PARTS)) for w in range(words)}
     )  # fmt: skip
-
-    def step_frame(part: str) -> pl.DataFrame:
-        return pl.DataFrame(
-            steps_of[part],
-            schema={"__prog": pl.UInt32, "__k": pl.UInt32, "__c": pl.UInt32},
-            orient="row",
-        )
-
+    steps = [
+        pl.DataFrame(rows, schema={"__prog": pl.UInt32, "__k": pl.UInt32, "__c": pl.UInt32},
+                     orient="row")
+        for rows in steps_of
+    ]  # fmt: skip
     entities = [e for e in parts[0].items if isinstance(e, Entity)]
-    tables = {
-        "r": _bits(vector_sides.matching(evaluator, marked, step_frame("r"), sides, entities),
-                   ["__prog", SIDE], words),
-        "l": _part_table(
-            marked.select("__prog", *_L4).unique(), step_frame("l"), _L4,
-            _l4_truth(evaluator, parts[1].items, dests), words,
-        ),
-        "s": _part_table(
-            marked.select("__prog", *_SD).unique(), step_frame("s"), _SD,
-            _sd_truth(parts[2].items), words,
-        ),
-    }  # fmt: skip
-    on = {"r": ["__prog", SIDE], "l": ["__prog", *_L4], "s": ["__prog", *_SD]}
+    truths = (
+        None,
+        _l4_truth(evaluator, parts[1].items, dests),
+        _service_truth(parts[2].items),
+        _domain_truth(parts[3].items),
+    )
     marked = marked.join(const, on="__prog", how="left")
-    for part, table in tables.items():
-        renamed = table.rename({n: f"__{part}v{w}" for w, n in enumerate(names)})
-        marked = marked.join(renamed, on=on[part], how="left", nulls_equal=True)
+    for part, columns in enumerate(_PARTS):
+        truth = truths[part]
+        if truth is None:
+            matched = vector_sides.matching(evaluator, marked, steps[part], sides, entities)
+        else:
+            matched = _part_rows(marked.select("__prog", *columns).unique(), steps[part],
+                                 columns, truth)  # fmt: skip
+        table = _bits(matched, ["__prog", *columns], words)
+        renamed = table.rename({n: f"__v{part}_{w}" for w, n in enumerate(names)})
+        marked = marked.join(renamed, on=["__prog", *columns], how="left", nulls_equal=True)
     marked = marked.with_columns(
-        (
-            (pl.col(f"__rc{w}") | pl.col(f"__rv{w}").fill_null(0))
-            & (pl.col(f"__lc{w}") | pl.col(f"__lv{w}").fill_null(0))
-            & (pl.col(f"__sc{w}") | pl.col(f"__sv{w}").fill_null(0))
+        pl.reduce(
+            lambda a, b: a & b,
+            [pl.col(f"__c{p}_{w}") | pl.col(f"__v{p}_{w}").fill_null(0) for p in range(4)],
         ).alias(name)
         for w, name in enumerate(names)
     )
@@ -320,14 +315,22 @@ def _l4_truth(
     return truth
 
 
-def _sd_truth(items: list[Hashable]) -> Callable[..., bool]:
-    """evaluate.py's destination services and domains checks of one part."""
+def _service_truth(items: list[Hashable]) -> Callable[..., bool]:
+    """evaluate.py's destination services check."""
 
-    def truth(part: int, svc_ns: str | None, svc: str | None, domains: list[str] | None) -> bool:
-        services, patterns = cast(_SDPart, items[part])
-        if services is not None and (svc != services.name or svc_ns != services.namespace):
-            return False
-        return not patterns or any(p.matches(d) for p in patterns for d in domains or ())
+    def truth(part: int, namespace: str | None, name: str | None) -> bool:
+        service = cast(ServiceMatch, items[part])
+        return name == service.name and namespace == service.namespace
+
+    return truth
+
+
+def _domain_truth(items: list[Hashable]) -> Callable[..., bool]:
+    """evaluate.py's destination domains check."""
+
+    def truth(part: int, domains: list[str] | None) -> bool:
+        patterns = cast(tuple[DomainPattern, ...], items[part])
+        return any(p.matches(d) for p in patterns for d in domains or ())
 
     return truth
 

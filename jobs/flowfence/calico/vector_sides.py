@@ -15,8 +15,10 @@ in Python through the evaluator's own functions, only for sides with an address 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import polars as pl
 
@@ -29,11 +31,14 @@ from flowfence.calico.evaluate import (
     Evaluator,
     namespace_labels,
 )
+from flowfence.calico.policies import Direction, Policy, Tier
 from flowfence.calico.policy_rules import EntityRule
 from flowfence.calico.selector import Selector
 from flowfence.calico.selector_expr import to_expr
 from flowfence.calico.verdict import Endpoint
 
+_Indexed: TypeAlias = list[tuple[int, Policy]]
+_Chosen: TypeAlias = list[tuple[Tier, list[Policy]]]
 SIDE = "__side"
 _LABEL, _NS_LABEL, _SA_LABEL = "l:", "n:", "s:"
 _CNS = "__cns"
@@ -194,7 +199,8 @@ def _positive(entity: Entity, columns: frozenset[str]) -> pl.Expr:
         ) else pl.lit(None, dtype=pl.String)  # fmt: skip
         parts.append(account.is_not_null())
         if sa.names:
-            parts.append(account.is_in(sorted(sa.names)).fill_null(False))
+            names = pl.Series([sorted(sa.names)], dtype=pl.List(pl.String))
+            parts.append(account.is_in(names).fill_null(False))
         if sa.selector is not None:
             parts.append(to_expr(sa.selector, _SA_LABEL, columns))
     return pl.all_horizontal(parts)
@@ -218,40 +224,74 @@ def matching(
     """(`__prog`, side, `__k`) wherever step `__k` of a program, whose remote entity is `__c`
     (`steps`), matches a side the program's edges (`marked`) meet: evaluate.py `_side_matches`
     with the rule's ipVersion."""
-    rows = marked.select("__prog", SIDE).unique().join(steps, on="__prog")
-    if not rows.height:
-        return rows.select("__prog", SIDE, "__k")
-    pos, neg = candidate_truth(evaluator, sides, entities)
+    pairs = marked.select("__prog", SIDE).unique()
+    empty = pairs.select("__prog", SIDE, pl.lit(0, dtype=pl.UInt32).alias("__k")).clear()
+    if not steps.height:
+        return empty
     flags = pl.DataFrame(
         {
             "__c": pl.Series(range(len(entities)), dtype=pl.UInt32),
             "__sel": [e.rule.selects_endpoints for e in entities],
-            "__neg": [e.rule.not_selector is not None for e in entities],
             "__reads": [e.reads_address for e in entities],
-            "__plain": [not e.rule.nets for e in entities],
+            "__nets": [bool(e.rule.nets) for e in entities],
         }
     )
-    addressed = pl.DataFrame(
-        {SIDE: pl.Series(range(len(sides.reps)), dtype=pl.UInt32), "__at": sides.addressed}
+    at = pl.Series([[i for i, a in enumerate(sides.addressed) if a]], dtype=pl.List(pl.UInt32))
+    steps = steps.join(flags, on="__c")
+    # An entity that selects matches only where a candidate is positive (`pos`, sparse): start
+    # from those pairs rather than from every (program, side, step).
+    pos, neg = candidate_truth(evaluator, sides, entities)
+    chosen = (
+        steps.filter(pl.col("__sel"))
+        .join(pos.rename({"__e": "__c"}), on="__c")
+        .join(pairs, on=["__prog", SIDE], how="semi")
+        .join(neg.rename({"__e": "__c"}), on=["__c", SIDE], how="anti")
     )
-    on = [SIDE, "__c"]
-    rows = (
-        rows.join(flags, on="__c")
-        .join(addressed, on=SIDE)
-        .join(pos.rename({"__e": "__c"}).with_columns(pl.lit(True).alias("__p")), on=on,
-              how="left")
-        .join(neg.rename({"__e": "__c"}).with_columns(pl.lit(True).alias("__q")), on=on,
-              how="left")
-    )  # fmt: skip
-    # Only a side with an address or set nets needs the address part in Python; for any
-    # other it is "no nets" (within() is false without either, overlaps() too).
-    need = rows.filter(pl.col("__reads") & pl.col("__at")).select("__c", SIDE).unique()
+    # One that does not select reads only the address. On a side without one (or set nets)
+    # an entity matches unless it has nets (within() is false without either, overlaps() too).
+    plain = steps.filter(~pl.col("__sel") & ~pl.col("__nets")).join(pairs, on="__prog")
+    netted = steps.filter(~pl.col("__sel") & pl.col("__nets")).join(
+        pairs.filter(pl.col(SIDE).is_in(at)), on="__prog"
+    )
+    rows = pl.concat([chosen, plain, netted], how="diagonal")
+    check = pl.col("__reads") & pl.col(SIDE).is_in(at)
+    need = rows.filter(check).select("__c", SIDE).unique()
     ok = [entities[c].address_part(evaluator, sides.reps[s]) for c, s in need.rows()]
-    rows = rows.join(need.with_columns(pl.Series("__a", ok, dtype=pl.Boolean)), on=on, how="left")
-    address = pl.when(pl.col("__reads") & pl.col("__at")).then("__a").otherwise("__plain")
-    hit = (
-        address
-        & (~pl.col("__sel") | pl.col("__p").fill_null(False))
-        & (~pl.col("__neg") | ~pl.col("__q").fill_null(False))
+    checked = need.with_columns(pl.Series("__a", ok, dtype=pl.Boolean))
+    rows = rows.join(checked, on=["__c", SIDE], how="left")
+    return rows.filter(pl.when(check).then("__a").otherwise(~pl.col("__nets"))).select(
+        "__prog", SIDE, "__k"
     )
-    return rows.filter(hit).select("__prog", SIDE, "__k")
+
+
+class Selection:
+    """evaluate.py `_selected`, trying at an endpoint only the policies that can select it:
+    the global ones, and the namespaced ones of its namespace if it is a pod."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        self.tiers: list[tuple[Tier, _Indexed, dict[str | None, _Indexed]]] = []
+        for tier in evaluator.tiers:
+            glob: _Indexed = []
+            by_ns: dict[str | None, _Indexed] = defaultdict(list)
+            for i, p in enumerate(tier.policies):
+                (by_ns[p.namespace] if p.kind.namespaced else glob).append((i, p))
+            self.tiers.append((tier, glob, by_ns))
+        self.cache: dict[tuple[str, str | None, tuple[str, ...]], _Chosen] = {}
+
+    def __call__(
+        self, endpoint: Endpoint, direction: Direction
+    ) -> tuple[tuple[Tier, tuple[Policy, ...]], ...]:
+        key = (endpoint.type, endpoint.namespace, endpoint.labels)
+        found = self.cache.get(key)
+        if found is None:
+            evaluator = self.evaluator
+            entity = evaluator._side(endpoint).candidates[0]
+            is_wep = endpoint.type == "wep"
+            found = self.cache[key] = []
+            for tier, glob, by_ns in self.tiers:
+                tried = sorted(glob + (by_ns.get(entity.namespace, []) if is_wep else []))
+                chosen = [p for _, p in tried if evaluator._selects(p, entity, is_wep)]
+                found.append((tier, chosen))
+        out = ((t, tuple(p for p in chosen if direction in p.types)) for t, chosen in found)
+        return tuple((t, chosen) for t, chosen in out if chosen)
