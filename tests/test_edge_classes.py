@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowfence.calico import edge_classes
+from flowfence.calico import edge_classes, vector_eval
 from flowfence.calico.evaluate import Edge, Endpoint, Evaluator
 from flowfence.calico.policies import Direction
 from flowfence.calico.policy_docs import policy_set
@@ -169,7 +169,7 @@ def test_deciding_before_a_tier_matches_the_evaluator(
     docs: list[dict[str, Any]], sample: list[tuple[Edge, Direction]], before: float | None
 ) -> None:
     evaluator = Evaluator(policy_set(docs))
-    got = edge_classes.deciding(evaluator, frame(sample), before_order=before).to_list()
+    got = vector_eval.deciding(evaluator, frame(sample), before_order=before).to_list()
     for (edge, direction), name in zip(sample, got, strict=True):
         hit = evaluator.evaluate(edge, direction, before_order=before).deciding
         assert name == (None if hit is None else f"{hit.tier}|{hit.policy}|{hit.action}")
@@ -242,5 +242,5 @@ def test_the_profile_hit_names_each_edges_own_namespace() -> None:
         (Edge(peer, Endpoint("wep", ns, "x-*", None, ("app=web",)), 80, "tcp"), "ingress")
         for ns in ("ns1", "ns2")
     ]
-    got = edge_classes.deciding(Evaluator(policy_set(SETS)), frame(sample), before_order=None)
+    got = vector_eval.deciding(Evaluator(policy_set(SETS)), frame(sample), before_order=None)
     assert got.to_list() == ["__PROFILE__|pro:kns.ns1|allow", "__PROFILE__|pro:kns.ns2|allow"]

@@ -12,6 +12,8 @@ classes keep the local namespace when the caller asks for whole verdicts (`by_na
 Signatures are computed once per distinct endpoint: a few thousand for a large cluster. A
 `net` peer's class is the interval of addresses the policy set's CIDRs cannot split (its
 signature would be a function of it), so a hundred thousand client addresses cost nothing.
+Replay and exclusion evaluate through vector_eval.py, which sends here only the edges whose
+peer is a `net` without an address (address_class.py), and uses the interval keys below.
 """
 
 from __future__ import annotations
@@ -168,15 +170,3 @@ def classify(
     picked = frame.select(pl.all().gather(firsts.get_column("__first")))
     reps = [(Edge.from_row(row), row["direction"]) for row in picked.iter_rows(named=True)]
     return ids, reps
-
-
-def deciding(evaluator: Evaluator, frame: pl.DataFrame, *, before_order: float | None) -> pl.Series:
-    """Per row, `tier|policy|action` of the hit that decides it before `before_order`, or
-    null: the evaluator's verdict, one evaluation per class."""
-    # Without a tier bound the profile can decide, and its hit names the local namespace.
-    ids, reps = classify(evaluator, frame, by_namespace=before_order is None)
-    names: list[str | None] = []
-    for edge, direction in reps:
-        hit = evaluator.evaluate(edge, direction, before_order=before_order).deciding
-        names.append(None if hit is None else f"{hit.tier}|{hit.policy}|{hit.action}")
-    return pl.Series("__deciding", names, dtype=pl.String).gather(ids)

@@ -35,12 +35,10 @@ def to_expr(selector: Selector, prefix: str, columns: Collection[str]) -> pl.Exp
     return _node(selector.root, prefix, columns)
 
 
-_ABSENT = pl.lit(None, dtype=pl.String)
-
-
-def _label(key: str, prefix: str, columns: Collection[str]) -> pl.Expr:
+def _label(key: str, prefix: str, columns: Collection[str]) -> pl.Expr | None:
+    """The label's column, None when no map has the key (every leaf is then a constant)."""
     name = prefix + key
-    return pl.col(name) if name in columns else _ABSENT
+    return pl.col(name) if name in columns else None
 
 
 def _node(node: Node, prefix: str, columns: Collection[str]) -> pl.Expr:
@@ -48,14 +46,22 @@ def _node(node: Node, prefix: str, columns: Collection[str]) -> pl.Expr:
         case All():
             return pl.lit(True)
         case Global():
-            return _label(NAMESPACE_LABEL, prefix, columns).is_null()
+            label = _label(NAMESPACE_LABEL, prefix, columns)
+            return pl.lit(True) if label is None else label.is_null()
         case Has(key):
-            return _label(key, prefix, columns).is_not_null()
+            label = _label(key, prefix, columns)
+            return pl.lit(False) if label is None else label.is_not_null()
         case Compare(key, op, value):
-            return _compare(_label(key, prefix, columns), op, value)
+            label = _label(key, prefix, columns)
+            if label is None:
+                return pl.lit(op is ValueOp.NE)
+            return _compare(label, op, value)
         case InSet(key, values, negated):
+            label = _label(key, prefix, columns)
+            if label is None:
+                return pl.lit(negated)
             members = pl.Series([list(values)], dtype=pl.List(pl.String))
-            inside = _label(key, prefix, columns).is_in(members).fill_null(False)
+            inside = label.is_in(members).fill_null(False)
             return ~inside if negated else inside
         case Not(operand):
             return ~_node(operand, prefix, columns)

@@ -194,9 +194,9 @@ def _positive(entity: Entity, columns: frozenset[str]) -> pl.Expr:
         parts.append(to_expr(rule.selector, _LABEL, columns))
     sa = rule.service_accounts
     if sa is not None:
-        account = pl.col(_LABEL + SERVICE_ACCOUNT_LABEL) if (
-            _LABEL + SERVICE_ACCOUNT_LABEL in columns
-        ) else pl.lit(None, dtype=pl.String)  # fmt: skip
+        if _LABEL + SERVICE_ACCOUNT_LABEL not in columns:
+            return pl.lit(False)  # no candidate has a service account
+        account = pl.col(_LABEL + SERVICE_ACCOUNT_LABEL)
         parts.append(account.is_not_null())
         if sa.names:
             names = pl.Series([sorted(sa.names)], dtype=pl.List(pl.String))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flowfence.calico import edge_classes, inventory, named_ports
+from flowfence.calico import inventory, named_ports, vector_eval
 from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import PolicySet
 from flowfence.calico.policy_docs import load_policies
@@ -29,8 +29,8 @@ def existing_decider(
     evaluator = Evaluator(policy_set, namespaces=ns_labels, named_ports=ports)
 
     def decided(frame: pl.DataFrame) -> pl.Series:
-        # One evaluation per class of edges the policies cannot tell apart, not per edge.
-        return edge_classes.deciding(evaluator, frame, before_order=before)
+        # Evaluated per distinct endpoint and rule part, not per edge (vector_eval.py).
+        return vector_eval.deciding(evaluator, frame, before_order=before)
 
     return decided
 
