@@ -22,7 +22,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,12 @@ class Stopwatch:
     """Accumulates wall time per stage for functions wrapped with `wrap`. A call made while
     another call of the same stage is running is not counted twice."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
         self.spent: dict[str, float] = {}
-        self.last: dict[str, Any] = {}  # the latest return value per stage
+        # What the measurement needs of a stage's latest return value (`keep[stage]` of it),
+        # and nothing else: holding every stage's frames would add them to the peak RSS.
+        self.keep = dict(keep or {})
+        self.last: dict[str, Any] = {}
         self.missing: list[str] = []  # wrap targets this version of flowfence lacks
         self._active: set[str] = set()
 
@@ -55,8 +58,10 @@ class Stopwatch:
             self._active.add(stage)
             began = time.perf_counter()
             try:
-                self.last[stage] = inner(*args, **kwargs)
-                return self.last[stage]
+                value = inner(*args, **kwargs)
+                if stage in self.keep:
+                    self.last[stage] = self.keep[stage](value)
+                return value
             finally:
                 self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - began
                 self._active.discard(stage)
@@ -234,7 +239,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     passed as `--memory-limit`, `--threads` and `--temp-dir`."""
     from flowfence.cli import app as cli
 
-    watch = Stopwatch()
+    watch = Stopwatch(keep={"pipeline": _kept})
     watch.wrap_all((("flowfence.run.pipeline", "run", "pipeline"), *RUN_TARGETS))
     out = Path(args["out"])
     if out.exists():
@@ -254,14 +259,11 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     return {**spent, **spill.counts(), **_run_counts(watch)}
 
 
-def _run_counts(watch: Stopwatch) -> dict[str, Any]:
-    result = watch.last["pipeline"]
+def _kept(result: Any) -> dict[str, Any]:
+    """The counts of a run's result (`pipeline.run`), not the result and its frames."""
     report = result.computation.report
     reads = result.computation.reads
-    stages = dict(watch.spent)
     return {
-        "stages": stages,
-        "missing": watch.missing,
         "edges": report.input["edges"],
         "rows": report.input["rows"],
         "rows_read": sum(b.rows for b in reads.batches) if reads else 0,
@@ -269,6 +271,10 @@ def _run_counts(watch: Stopwatch) -> dict[str, Any]:
         "namespaces": len(report.namespaces),
         "written": len(result.written),
     }
+
+
+def _run_counts(watch: Stopwatch) -> dict[str, Any]:
+    return {"stages": dict(watch.spent), "missing": watch.missing, **watch.last["pipeline"]}
 
 
 REPLAY_TARGETS = (
@@ -284,7 +290,7 @@ def replay(args: dict[str, Any]) -> dict[str, Any]:
     """`flowfence replay --output json` in-process, through the CLI."""
     from flowfence.cli import app as cli
 
-    watch = Stopwatch()
+    watch = Stopwatch(keep={"aggregate": lambda frame: frame.height})
     watch.wrap_all(REPLAY_TARGETS)
     argv = ["replay", "--policies", args["policies"], "--flows", args["data"], "--output", "json"]
     # The same DuckDB limits as `flowfence run` (replay has had the options since issue 11).
@@ -297,7 +303,7 @@ def replay(args: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"flowfence replay exited {code}")
     out = {**spent, "stages": watch.spent, "missing": watch.missing}
     if "aggregate" in watch.last:
-        out["edges"] = watch.last["aggregate"].height
+        out["edges"] = watch.last["aggregate"]
     return out
 
 
@@ -382,7 +388,9 @@ def _import_engines() -> float:
     """Import the heavy modules up front so their cost is reported apart from the measured
     work (a CLI user pays it once per invocation)."""
     began = time.perf_counter()
-    for name in ("duckdb", "polars", "flowfence.cli.app", "flowfence.run.pipeline"):
+    # flowfence.cli first, as the `flowfence` command imports it: it sets Polars' allocator
+    # options (cli/__init__.py), which apply only if set before Polars is loaded.
+    for name in ("flowfence.cli.app", "duckdb", "polars", "flowfence.run.pipeline"):
         importlib.import_module(name)
     return time.perf_counter() - began
 

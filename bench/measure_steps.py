@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.measure import RUN_TARGETS, Clock, SpillWatch, Stopwatch
+from bench.measure import RUN_TARGETS, Clock, SpillWatch, Stopwatch, _kept
 
 
 def incremental(args: dict[str, Any]) -> dict[str, Any]:
     from flowfence.config.settings import load_settings
     from flowfence.run import pipeline
 
-    watch = Stopwatch()
+    watch = Stopwatch(keep={"pipeline": _kept})
     watch.wrap_all((("flowfence.run.pipeline", "run", "pipeline"), *RUN_TARGETS))
     where = Path(args["where"])
     if where.exists():
