@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import calico_manifests
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -83,13 +84,8 @@ def manifests(draw: st.DrawFn) -> list[dict[str, Any]]:
             "ingress": draw(st.lists(rules(), max_size=3)),
             "egress": draw(st.lists(rules(), max_size=3)),
         }
-        meta: dict[str, Any] = {"name": f"p{i}"}
-        if namespaced:
-            meta["namespace"] = draw(st.sampled_from(NAMESPACES))
-        kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
-        out.append(
-            {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
-        )
+        namespace = draw(st.sampled_from(NAMESPACES)) if namespaced else None
+        out.append(calico_manifests.policy(i, spec, namespace))
     return out
 
 
@@ -214,7 +210,7 @@ def test_address_classes_follow_the_cidrs_in_polars_and_python() -> None:
     """An IPv4 address keyed in Polars and the same address keyed in Python fall in the same
     interval; addresses the CIDRs do not separate share it, those they do do not."""
     nets = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "10.1.0.0/16", "0.0.0.0/0"))
-    bounds = edge_classes._Bounds.of(nets)
+    bounds = edge_classes.Bounds.of(nets)
     ips = ["10.1.2.3", "10.1.9.9", "10.2.0.1", "11.0.0.1", "9.255.255.255", "0.0.0.0",
            "255.255.255.255", "010.1.2.3", " 10.1.2.3", "10.1.2", "2001:db8::1", "x"]  # fmt: skip
     got = pl.DataFrame({"ip": ips}).select(edge_classes._v4_keys(pl.col("ip"), bounds))

@@ -58,7 +58,7 @@ def _entity_rules(evaluator: Evaluator) -> int:
 
 
 @dataclass(frozen=True)
-class _Bounds:
+class Bounds:
     """The edges of the elementary intervals the policy set's CIDRs cut each IP family into:
     addresses in one interval lie in exactly the same CIDRs, so evaluation cannot tell them
     apart. An address's class is its family and interval (bisect over the sorted edges)."""
@@ -67,11 +67,15 @@ class _Bounds:
     v6: tuple[int, ...]
 
     @staticmethod
-    def of(nets: tuple[IPNetwork, ...]) -> _Bounds:
+    def of(nets: tuple[IPNetwork, ...]) -> Bounds:
         edges: dict[int, set[int]] = {4: set(), 6: set()}
         for net in nets:
             edges[net.version] |= {int(net.network_address), int(net.broadcast_address) + 1}
-        return _Bounds(tuple(sorted(edges[4])), tuple(sorted(edges[6])))
+        return Bounds(tuple(sorted(edges[4])), tuple(sorted(edges[6])))
+
+    @staticmethod
+    def of_policies(evaluator: Evaluator) -> Bounds:
+        return Bounds.of(_policy_nets(evaluator))
 
     def key(self, ip: str | None) -> str:
         address = parse_ip(ip)
@@ -80,13 +84,24 @@ class _Bounds:
         edges = self.v4 if address.version == 4 else self.v6
         return f"{address.version}:{bisect.bisect_right(edges, int(address))}"
 
+    def keys(self, ips: pl.Series) -> pl.Series:
+        """`key` of every address of `ips`, null where null: plain IPv4 text in Polars, the
+        rest (IPv6, odd text) through `key` once per distinct value."""
+        fast = pl.select(_v4_keys(pl.lit(ips), self).alias(ips.name)).to_series()
+        others = ips.filter(fast.is_null()).drop_nulls().unique()
+        if not others.len():
+            return fast
+        found = [self.key(ip) for ip in others.to_list()]
+        slow = ips.replace_strict(others, found, default=None, return_dtype=pl.String)
+        return fast.fill_null(slow)
+
 
 # A dotted quad as ipaddress accepts it (no leading zeros, no spaces); others take its path.
 _DOTTED = r"^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$"
 
 
-def _v4_keys(ip: pl.Expr, bounds: _Bounds) -> pl.Expr:
-    """`_Bounds.key` of a plain IPv4 address as text, in Polars; null for anything else."""
+def _v4_keys(ip: pl.Expr, bounds: Bounds) -> pl.Expr:
+    """`Bounds.key` of a plain IPv4 address as text, in Polars; null for anything else."""
     octets = [ip.str.extract(_DOTTED, i).cast(pl.Int64) for i in range(1, 5)]
     value = (octets[0] * 2**24) + (octets[1] * 2**16) + (octets[2] * 2**8) + octets[3]
     valid = ip.str.contains(_DOTTED) & pl.all_horizontal(o <= 255 for o in octets)
@@ -104,16 +119,14 @@ SIGNATURE_BUDGET = 3_000_000
 def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
     """The distinct endpoints of one side with a dense id of their class. A `net` peer is seen
     only through its address (evaluate.py, `_resolve`), so its class is its address interval
-    (`_Bounds`): a crowd of public clients is a handful of classes, keyed in Polars. Other
+    (`Bounds`): a crowd of public clients is a handful of classes, keyed in Polars. Other
     endpoints are classed by `Evaluator.signature` when that is affordable, else by identity."""
     columns = [f"{prefix}_{c}" for c in _SIDE_COLUMNS]
-    bounds = _Bounds.of(_policy_nets(evaluator))
+    bounds = Bounds.of_policies(evaluator)
     is_net = pl.col(f"{prefix}_type") == "net"
-    distinct = (
-        frame.select(columns)
-        .unique()
-        .with_columns(pl.when(is_net).then(_v4_keys(pl.col(f"{prefix}_ip"), bounds)).alias("__v4"))
-    )
+    distinct = frame.select(columns).unique()
+    addresses = bounds.keys(distinct.get_column(f"{prefix}_ip"))
+    distinct = distinct.with_columns(pl.when(is_net).then(addresses).alias("__v4"))
     others = distinct.filter(~is_net.fill_null(False)).height
     signed = others * _entity_rules(evaluator) <= SIGNATURE_BUDGET
     ids: dict[object, int] = {}
@@ -125,7 +138,7 @@ def _signatures(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> pl.Da
             # No address: the class its label names (evaluate.py evaluates all of it).
             key = ("net", class_key(endpoint.name))
         elif endpoint.type == "net":
-            key = ("net", row["__v4"] if row["__v4"] is not None else bounds.key(endpoint.ip))
+            key = ("net", row["__v4"])
         elif signed:
             key = evaluator.signature(endpoint)
         else:

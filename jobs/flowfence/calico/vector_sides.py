@@ -3,7 +3,7 @@
 A rule's remote entity reads only what the evaluator resolves of the peer (evaluate.py,
 `_resolve`): a pod or host endpoint's namespace and labels, a network set's name, namespace and
 labels, any other peer's address, of which only the interval the policy set's CIDRs cut it into
-matters (edge_classes.py `_Bounds`). So edges are keyed by that (`side_ids`): a few thousand
+matters (edge_classes.py `Bounds`). So edges are keyed by that (`side_ids`): a few thousand
 sides for a large cluster, a hundred thousand public clients being a handful of intervals.
 
 Whether an entity rule matches a side splits into the part that reads the side's identities
@@ -23,7 +23,7 @@ from typing import TypeAlias
 import polars as pl
 
 from flowfence.calico.address_class import overlaps, parse_ip, within
-from flowfence.calico.edge_classes import _Bounds, _policy_nets, _v4_keys
+from flowfence.calico.edge_classes import Bounds
 from flowfence.calico.evaluate import (
     LOCAL_TYPES,
     SERVICE_ACCOUNT_LABEL,
@@ -92,24 +92,15 @@ def side_ids(evaluator: Evaluator, frame: pl.DataFrame, prefix: str) -> tuple[pl
         return pl.col(f"{prefix}_{c}")
 
     named = col("type").is_in(list(_NAMED)).fill_null(False)
-    bounds = _Bounds.of(_policy_nets(evaluator))
+    addresses = Bounds.of_policies(evaluator).keys(frame.get_column(f"{prefix}_ip"))
     keyed = frame.select(
         col("type").alias("__t"),
         pl.when(named).then(col("namespace")).alias("__ns"),
         pl.when(col("type") == "ns").then(col("name_aggr")).alias("__n"),
         pl.when(named).then(col("labels")).alias("__l"),
         pl.when(~named).then(col("ip")).alias("__ip"),
-        pl.when(~named).then(_v4_keys(col("ip"), bounds)).alias("__k"),
+        pl.when(~named).then(addresses).alias("__k"),
     )
-    # Addresses the Polars path does not read (IPv6, odd text) take `_Bounds.key`'s.
-    others = keyed.filter(pl.col("__k").is_null()).get_column("__ip").drop_nulls().unique()
-    if others.len():
-        found = [bounds.key(ip) for ip in others.to_list()]
-        keyed = keyed.with_columns(
-            pl.col("__k").fill_null(
-                pl.col("__ip").replace_strict(others, found, default=None, return_dtype=pl.String)
-            )
-        )
     key = ["__t", "__ns", "__n", "__l", "__k"]
     distinct = (
         keyed.with_row_index("__row")
