@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import calico_manifests
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -627,13 +628,8 @@ def manifests(draw: st.DrawFn) -> list[dict[str, Any]]:
         order = draw(st.sampled_from((None, 1, 2)))
         if order is not None:
             spec["order"] = order
-        meta: dict[str, Any] = {"name": f"p{i}"}
-        if namespaced:
-            meta["namespace"] = draw(st.sampled_from(NAMESPACES))
-        kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
-        out.append(
-            {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
-        )
+        namespace = draw(st.sampled_from(NAMESPACES)) if namespaced else None
+        out.append(calico_manifests.policy(i, spec, namespace))
     return out
 
 

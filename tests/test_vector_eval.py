@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import calico_manifests
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -150,13 +151,8 @@ def manifests(draw: st.DrawFn) -> list[dict[str, Any]]:
             spec["namespaceSelector"] = draw(st.sampled_from(NS_SELECTORS))
         if draw(st.integers(0, 5)) == 0:
             spec["serviceAccountSelector"] = "role == 'x'"
-        meta: dict[str, Any] = {"name": f"p{i}"}
-        if namespaced:
-            meta["namespace"] = draw(st.sampled_from(NAMESPACES))
-        kind = "NetworkPolicy" if namespaced else "GlobalNetworkPolicy"
-        out.append(
-            {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
-        )
+        namespace = draw(st.sampled_from(NAMESPACES)) if namespaced else None
+        out.append(calico_manifests.policy(i, spec, namespace))
     return out
 
 
