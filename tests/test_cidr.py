@@ -145,3 +145,55 @@ def test_large_input_is_fast() -> None:
     out = cidr.aggregate(addresses, 8, within=cidr.RFC1918)
     assert len(out) <= 8
     assert all(_covered(out, a) for a in addresses[:500])
+
+
+def _inside_by_ipaddress(nets: list[str], containers: list[str]) -> tuple[str, ...]:
+    """`cidr.inside` as ipaddress alone computes it: each part clipped to the boxes it
+    overlaps, then collapsed (the oracle for its fast path over plain IPv4 addresses)."""
+    boxes = [ipaddress.ip_network(c) for c in containers]
+    parts: list[str] = []
+    for text in nets:
+        net = ipaddress.ip_network(text, strict=False)
+        for box in boxes:
+            if net.version == box.version and net.overlaps(box):
+                parts.append(str(net if net.subnet_of(box) else box))  # type: ignore[arg-type]
+    return cidr.collapse(parts)
+
+
+# Addresses, prefixes (host bits set or not) around and across the containers, and IPv6, so
+# that both of `inside`'s paths are taken.
+inside_parts = st.one_of(
+    v4,
+    v6,
+    st.builds(lambda a, n: f"{a}/{n}", v4, st.integers(4, 32)),
+    st.sampled_from(["10.0.0.0/7", "0.0.0.0/0", "192.168.0.0/15", "fc00::/6"]),
+)
+inside_boxes = st.lists(
+    st.sampled_from([*cidr.RFC1918, *cidr.LABELLED_PUB[4], *cidr.PRIVATE_V6, "8.8.0.0/16"]),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(st.lists(inside_parts, max_size=40), inside_boxes)
+@settings(max_examples=300, deadline=None)
+def test_inside_equals_the_ipaddress_computation(nets: list[str], boxes: list[str]) -> None:
+    assert cidr.inside(nets, boxes) == _inside_by_ipaddress(nets, boxes)
+
+
+def test_inside_keeps_what_lies_in_a_box_and_clips_what_spans_one() -> None:
+    nets = ["10.1.2.3", "8.8.8.8", "10.0.0.0/6", "192.168.1.7", "2001:db8::1", "fd00::1"]
+    assert cidr.inside(nets, cidr.RFC1918) == ("10.0.0.0/8", "192.168.1.7/32")
+    assert cidr.inside(nets, cidr.PRIVATE_V6) == ("fd00::1/128",)
+
+
+@given(st.lists(inside_parts, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_collapse_equals_ipaddress_on_addresses_and_prefixes(nets: list[str]) -> None:
+    parsed = [ipaddress.ip_network(n, strict=False) for n in nets]
+    expected = [
+        str(n)
+        for version in (4, 6)
+        for n in sorted(ipaddress.collapse_addresses([p for p in parsed if p.version == version]))
+    ]
+    assert cidr.collapse(nets) == tuple(expected)

@@ -42,6 +42,7 @@ def test_state_is_plain_parquet_and_json(ran: tuple[Path, Path]) -> None:
     assert set(manifest["tables"]) == set(state.TABLES)
     assert set(state.TABLES) == {
         "edges", "activity", "namespaces", "files", "runs", "manifests", "baseline",
+        "open_files", "open_edges", "open_activity",
     }  # fmt: skip
     # A notebook needs nothing but DuckDB or Polars.
     namespaces = pl.read_parquet(directory / manifest["tables"]["namespaces"])
@@ -64,6 +65,11 @@ def test_state_is_plain_parquet_and_json(ran: tuple[Path, Path]) -> None:
     }
     files = pl.read_parquet(directory / manifest["tables"]["files"])
     assert files.height == 5 and files.get_column("rel").str.starts_with("date=").all()
+    # The open hour is kept as read, for the next run to take instead of reading it again.
+    kept = pl.read_parquet(directory / manifest["tables"]["open_files"])
+    assert kept.get_column("unit").to_list() == ["date=2026-10-01/hour=05"]
+    kept_edges = pl.read_parquet(directory / manifest["tables"]["open_edges"])
+    assert kept_edges.get_column("flows").sum() == 4  # the rows of the report not sealed
     assert not any(p.suffix == ".duckdb" for p in directory.iterdir())
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 from conftest import FlowLog
 
@@ -83,6 +84,18 @@ def config_file(path: Path, **keys: Any) -> Path:
 
 def run_args(flows: Path, out: Path, now: datetime, *extra: str | Path) -> list[str]:
     return ["run", "--flows", str(flows), "--out", str(out), "--now", stamp(now), *map(str, extra)]
+
+
+def state_table(out: Path, name: str) -> pl.DataFrame:
+    state = out / "state"
+    manifest = json.loads((state / "manifest.json").read_text())
+    return pl.read_parquet(state / manifest["tables"][name])
+
+
+def comparable(out: Path) -> list[dict[str, Any]]:
+    """The namespaces of report.json without the run-dependent status fields."""
+    keep = ("namespace", "name", "manifest", "rules", "notes", "flags", "rhythm", "last_flow")
+    return [{k: n[k] for k in keep} for n in report(out)["namespaces"]]
 
 
 def report(out: Path) -> dict[str, Any]:

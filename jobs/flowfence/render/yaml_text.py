@@ -11,6 +11,7 @@ PyYAML; tests/test_yaml_text.py holds the two to the same bytes on random docume
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Mapping
@@ -91,6 +92,13 @@ def _scalar(value: object, key: bool = False) -> str:
         return str(value)
     if type(value) is not str:
         raise Unsupported
+    return _string(value, key)
+
+
+# A policy tree repeats its strings (ports, CIDRs, selectors, keys) thousands of times, and
+# PyYAML's analysis of a scalar is the emitter's main cost: each string is analysed once.
+@functools.lru_cache(maxsize=1 << 16)
+def _string(value: str, key: bool) -> str:
     analysis = _ANALYSER.analyze_scalar(value)
     if analysis.multiline or (key and (analysis.empty or len(value) >= _SIMPLE_KEY)):
         raise Unsupported

@@ -15,7 +15,7 @@ from datetime import datetime
 import polars as pl
 
 from flowfence.flows.edges import KEY_COLUMNS
-from flowfence.state import incremental, lifecycle, rhythm, tables
+from flowfence.state import incremental, lifecycle, open_units, rhythm, tables
 
 
 @dataclass(frozen=True)
@@ -28,19 +28,21 @@ class Merged:
 
 def merge(
     prior: tables.State,
-    seal: incremental.Batch,
-    open_files: incremental.Batch,
-    backfill: incremental.Batch,
+    *,
+    sealing: Sequence[incremental.Batch],
+    still_open: Sequence[incremental.Batch],
 ) -> Merged:
-    sealed = incremental.merge_edges(prior.edges, seal.edges, backfill.edges)
+    """The state's edges and activity with the batches that seal now merged in, and (for this
+    run only) those of the units still open."""
+    sealed = incremental.merge_edges(prior.edges, *(b.edges for b in sealing))
     sealed_activity = rhythm.trim(
-        incremental.merge_activity(prior.activity, seal.activity, backfill.activity)
+        incremental.merge_activity(prior.activity, *(b.activity for b in sealing))
     )
     return Merged(
         sealed,
         sealed_activity,
-        incremental.merge_edges(sealed, open_files.edges),
-        incremental.merge_activity(sealed_activity, open_files.activity),
+        incremental.merge_edges(sealed, *(b.edges for b in still_open)),
+        incremental.merge_activity(sealed_activity, *(b.activity for b in still_open)),
     )
 
 
@@ -64,10 +66,11 @@ def after(
     sealed_nonempty: Collection[str],
     manifests: pl.DataFrame,
     baseline: pl.DataFrame,
+    kept: open_units.Kept,
 ) -> tables.State:
     """The state after this run (its run log still that of `prior`: see `log_run`). The
     namespaces table holds `states`, the selected namespaces, and the markers of the `deleted`
-    ones (lifecycle.deleted)."""
+    ones (lifecycle.deleted); `kept` the units still open, as read (state/open_units.py)."""
     generation = prior.generation + 1
     return tables.State(
         generation=prior.generation,
@@ -84,6 +87,9 @@ def after(
         runs=prior.runs,
         manifests=manifests,
         baseline=baseline,
+        open_files=kept.files,
+        open_edges=kept.edges,
+        open_activity=kept.activity,
         table_files=prior.table_files,
     )
 

@@ -45,7 +45,7 @@ from flowfence.review import (
 )
 from flowfence.review import written as record_file
 from flowfence.run import learning, next_state, report_facts, statuses
-from flowfence.state import incremental, store, tables
+from flowfence.state import incremental, open_units, store, tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -110,17 +110,31 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Reads:
+    """What this run read, plus what it took from the open units the state keeps instead of
+    reading them again (state/open_units.py): `kept_seal` seals now, `kept_open` stays open."""
+
     seal: incremental.Batch
     open: incremental.Batch
     backfill: incremental.Batch
+    kept_seal: incremental.Batch
+    kept_open: incremental.Batch
+    kept: open_units.Kept  # the open units after this run
 
     @property
     def batches(self) -> tuple[incremental.Batch, ...]:
+        """The batches read (not those taken from the state)."""
         return (self.seal, self.open, self.backfill)
 
     def counted(self) -> Reads:
-        """The reads without their frames (incremental.Batch.counted)."""
-        return Reads(self.seal.counted(), self.open.counted(), self.backfill.counted())
+        """The reads without their frames (incremental.Batch.counted); `kept` stays."""
+        return replace(
+            self,
+            seal=self.seal.counted(),
+            open=self.open.counted(),
+            backfill=self.backfill.counted(),
+            kept_seal=self.kept_seal.counted(),
+            kept_open=self.kept_open.counted(),
+        )
 
 
 def _read(
@@ -131,10 +145,10 @@ def _read(
     if request.engine == "spark":
         with spark_engine.session(request.spark_master) as spark:
             plan = _plan(request, prior, now, spark_engine.list_files(request.flows, spark))
-            return plan, _read_with(None, plan, now, spark)
+            return plan, _read_with(None, prior, plan, now, spark)
     plan = _plan(request, prior, now, sources.list_files(request.flows)[0])
     try:
-        return plan, _read_with(request.settings, plan, now, None)
+        return plan, _read_with(request.settings, prior, plan, now, None)
     except duckdb.OutOfMemoryException as exc:  # a resource limit, not bad input
         raise RuntimeFailure(
             f"out of memory reading {request.flows}: raise --memory-limit or set --temp-dir "
@@ -159,12 +173,14 @@ def _plan(
 
 def _read_with(
     limits: Settings | None,
+    prior: tables.State,
     plan: incremental.Plan,
     now: datetime,
     spark: SparkSession | None,
 ) -> Reads:
     """The reads, on Spark or (`limits` given) each on a DuckDB connection of its own: closed
-    before its edges are sorted, so that no read's DuckDB memory outlives its queries."""
+    before its edges are sorted, so that no read's DuckDB memory outlives its queries. Units
+    the state kept open and that are unchanged are not read again (state/open_units.py)."""
 
     # Only the scan moves to Spark; merging, rules, rendering and state stay in-process.
     def read(files: Sequence[FileInfo], end_before: datetime | None = None) -> incremental.Batch:
@@ -178,7 +194,14 @@ def _read_with(
             if con is not None:
                 con.close()  # also when there was nothing to read
 
-    return Reads(read(plan.seal), read(plan.open), read(plan.backfill, plan.backfill_before))
+    reuse = open_units.reusable(prior, plan.origin, (*plan.seal, *plan.open))
+    seal = read([f for f in plan.seal if f.unit not in reuse])
+    kept_seal = open_units.batch_of(prior, reuse & {f.unit for f in plan.seal}, plan.seal)
+    read_open, kept_open, kept = open_units.read_open(
+        prior, plan.open, reuse, read, prior.generation + 1
+    )
+    backfill = read(plan.backfill, plan.backfill_before)
+    return Reads(seal, read_open, backfill, kept_seal, kept_open, kept)
 
 
 def compute(
@@ -199,7 +222,11 @@ def compute(
     record = record_file.load(request.out)
     plan, reads = _read(request, prior, now)
     _step(request, "after-read")
-    merged = next_state.merge(prior, reads.seal, reads.open, reads.backfill)
+    merged = next_state.merge(
+        prior,
+        sealing=(reads.seal, reads.kept_seal, reads.backfill),
+        still_open=(reads.open, reads.kept_open),
+    )
     # The read frames live on in `merged` only: the rest of the run needs their counts.
     reads = reads.counted()
     return derive(request, prior, plan, reads, merged, cached, decided=decided, record=record)
@@ -281,7 +308,8 @@ def derive(
         prior, plan, learned.merged, now,
         states=states,
         deleted=statuses.deleted_after(deleted, previous, markers, now),
-        sealed_nonempty=reads.seal.nonempty | reads.backfill.nonempty,
+        sealed_nonempty=reads.seal.nonempty | reads.kept_seal.nonempty | reads.backfill.nonempty,
+        kept=reads.kept,
         manifests=written,
         baseline=baseline.baseline_table(
             before, files, previous_status, {ns: s.status for ns, s in states.items()}
@@ -294,7 +322,8 @@ def derive(
         )
     report = report_facts.report(
         settings, plan, learned,
-        now=now, prior=prior, after=after, changed=changed, open_files=reads.open.files,
+        now=now, prior=prior, after=after, changed=changed,
+        open_files=reads.open.files + reads.kept_open.files,
         states=states, prune_stale=request.prune_stale, files=files,
     )  # fmt: skip
     report = annotate.annotate(report, checked, previous_status, settings)

@@ -43,7 +43,7 @@ from flowfence.core.objectstore import S3Url, failure
 from flowfence.state import tables as state
 
 T = TypeVar("T")
-_REMOTE_TABLE = re.compile(r"([a-z]+)-(\d{6,})(?:-([0-9a-f]{8}))?\.parquet")
+_REMOTE_TABLE = re.compile(r"([a-z_]+)-(\d{6,})(?:-([0-9a-f]{8}))?\.parquet")
 
 
 class StateConflict(StateError):

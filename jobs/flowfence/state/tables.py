@@ -2,7 +2,7 @@
 
 Layout of the state directory (`DIR/state/` unless `--state` moves it):
 
-    manifest.json            {"format": "flowfence-state", "schema": 1, "generation": N,
+    manifest.json            {"format": "flowfence-state", "schema": 3, "generation": N,
                               "origin", "watermark", "now", "tables": {name: file}}
     edges-00000N.parquet     the screened edges of every sealed read, evidence merged
     activity-00000N.parquet  flows per namespace and UTC hour (rhythm detection)
@@ -11,6 +11,9 @@ Layout of the state directory (`DIR/state/` unless `--state` moves it):
     files-00000N.parquet     every sealed flow-log file: path, partition, size, mtime
     runs-00000N.parquet      one row per committed run: what it read
     manifests-00000N.parquet the policy files last written: document key and SHA-256
+    baseline-00000N.parquet  what the committing run compared its output with
+    open_files-, open_edges-, open_activity-00000N.parquet  the units still open, as read
+                              (state/open_units.py: the next run takes them, not a read)
     first-run.pending        only while a first run commits (see below)
     lock                     see lock.py
 
@@ -36,7 +39,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -50,7 +53,8 @@ from flowfence.core.errors import RuntimeFailure, StateError
 from flowfence.flows.edges import EDGE_SCHEMA
 
 FORMAT = "flowfence-state"
-SCHEMA_VERSION = 2  # 2: the baseline table (schema 1 states load with an empty one)
+# 2: the baseline table; 3: the open-unit cache (older states load them empty)
+SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
 PENDING = "first-run.pending"
 
@@ -112,6 +116,13 @@ BASELINE_SCHEMA: dict[str, pl.DataType] = {
     "present": pl.Boolean(),
     "data": pl.Binary(),
 }
+# The units still open after the run that committed this generation, as it read them: their
+# files (FILES_SCHEMA, `generation` the run that read them) and their edges and activity per
+# unit. A later run takes a unit from here instead of reading it again when its files are the
+# same and it ended before that run's --now (state/open_units.py). Not learned evidence: the
+# next run merges it as it would merge a fresh read.
+OPEN_EDGES_SCHEMA: dict[str, pl.DataType] = {"unit": pl.String(), **EDGES_SCHEMA}
+OPEN_ACTIVITY_SCHEMA: dict[str, pl.DataType] = {"unit": pl.String(), **ACTIVITY_SCHEMA}
 TABLES: Mapping[str, dict[str, pl.DataType]] = MappingProxyType(
     {
         "edges": EDGES_SCHEMA,
@@ -121,13 +132,16 @@ TABLES: Mapping[str, dict[str, pl.DataType]] = MappingProxyType(
         "runs": RUNS_SCHEMA,
         "manifests": MANIFESTS_SCHEMA,
         "baseline": BASELINE_SCHEMA,
+        "open_files": FILES_SCHEMA,
+        "open_edges": OPEN_EDGES_SCHEMA,
+        "open_activity": OPEN_ACTIVITY_SCHEMA,
     }
 )
-# Tables a schema-1 state does not have: they load empty.
-_SINCE_SCHEMA_2 = frozenset({"baseline"})
+# The schema that added each later table: an older state loads it empty.
+_ADDED_IN = {"baseline": 2, "open_files": 3, "open_edges": 3, "open_activity": 3}
 # Bookkeeping, not learning: a run that would change only these commits nothing.
 _NOT_CONTENT = frozenset({"runs", "baseline"})
-_NAMES = "edges|activity|namespaces|files|runs|manifests|baseline"
+_NAMES = "|".join(TABLES)
 _TABLE_FILE = re.compile(rf"(?:{_NAMES})-\d{{6,}}\.parquet")
 _TEMP_FILE = re.compile(rf"\.(?:(?:{_NAMES})-\d{{6,}}\.parquet|manifest\.json)\..*\.tmp")
 
@@ -157,6 +171,9 @@ class State:
     runs: pl.DataFrame = field(default_factory=lambda: empty_table("runs"))
     manifests: pl.DataFrame = field(default_factory=lambda: empty_table("manifests"))
     baseline: pl.DataFrame = field(default_factory=lambda: empty_table("baseline"))
+    open_files: pl.DataFrame = field(default_factory=lambda: empty_table("open_files"))
+    open_edges: pl.DataFrame = field(default_factory=lambda: empty_table("open_edges"))
+    open_activity: pl.DataFrame = field(default_factory=lambda: empty_table("open_activity"))
     table_files: Mapping[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> pl.DataFrame:
@@ -261,7 +278,7 @@ def load(directory: Path) -> State:
     names: dict[str, str] = {}
     for name, schema in TABLES.items():
         file = tables.get(name)
-        if file is None and name in _SINCE_SCHEMA_2 and data.get("schema") == 1:
+        if file is None and data.get("schema", 0) < _ADDED_IN.get(name, 1):
             frames[name] = empty_table(name)
             continue
         if not isinstance(file, str) or not _TABLE_FILE.fullmatch(file):
@@ -347,20 +364,7 @@ def commit(directory: Path, previous: State, new_state: State) -> State:
     checkpoints.reached("after-manifest")
     collect_garbage(directory, names.values())
     checkpoints.reached("after-state")
-    return State(
-        generation=generation,
-        origin=new_state.origin,
-        watermark=new_state.watermark,
-        now=new_state.now,
-        edges=new_state.edges,
-        activity=new_state.activity,
-        namespaces=new_state.namespaces,
-        files=new_state.files,
-        runs=new_state.runs,
-        manifests=new_state.manifests,
-        baseline=new_state.baseline,
-        table_files=MappingProxyType(names),
-    )
+    return replace(new_state, generation=generation, table_files=MappingProxyType(names))
 
 
 def collect_garbage(directory: Path, keep: Any) -> list[str]:
