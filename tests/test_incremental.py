@@ -11,6 +11,8 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import CliResult, FlowLog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_state_support import (
     T0,
     comparable,
@@ -30,6 +32,8 @@ from test_state_support import (
 
 from flowfence.fixtures.generate import generate
 from flowfence.render import yaml_text
+from flowfence.state import incremental
+from flowfence.state.tables import EDGES_SCHEMA
 
 RunCli = Callable[[Sequence[str]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]
@@ -365,33 +369,32 @@ def test_the_computation_keeps_the_reads_counts_not_their_frames(tmp_path: Path)
     assert reads.seal.files + reads.open.files == computation.report.input["files"]
 
 
+def _edge_part(rows: Sequence[tuple[str | None, list[str] | None, int, date]]) -> pl.DataFrame:
+    """Edges (EDGES_SCHEMA, sorted) of (source namespace, source labels, flows, day) rows."""
+    n = len(rows)
+    frame = pl.DataFrame({c: pl.Series(c, [None] * n, dtype=t) for c, t in EDGES_SCHEMA.items()})
+    if not n:
+        return incremental.conform_edges(frame)
+    ns, labels, flows, day = zip(*rows, strict=True)
+    return incremental.conform_edges(
+        frame.with_columns(
+            pl.Series("source_namespace", ns, dtype=pl.String()),
+            pl.Series("source_labels", labels, dtype=pl.List(pl.String())),
+            pl.Series("flows", flows, dtype=pl.Int64()),
+            pl.Series("rows", flows, dtype=pl.Int64()),
+            pl.Series("day_list", [[d] for d in day], dtype=pl.List(pl.Date())),
+            pl.Series("days", [1] * n, dtype=pl.Int64()),
+        )
+    )
+
+
 def test_merge_edges_sums_each_key_once_in_key_order() -> None:
     """Issue 12 (memory): merge_edges groups by packed key codes, not the 20 key columns, and
     gathers each merged key from its first row; the result is still one row per key (null and
     empty lists being keys of their own), the evidence merged, in key order."""
-    from flowfence.state import incremental
-    from flowfence.state.tables import EDGES_SCHEMA
-
-    def part(rows: list[tuple[str | None, list[str] | None, int, date]]) -> pl.DataFrame:
-        n = len(rows)
-        frame = pl.DataFrame(
-            {c: pl.Series(c, [None] * n, dtype=t) for c, t in EDGES_SCHEMA.items()}
-        )
-        ns, labels, flows, day = zip(*rows, strict=True)
-        return incremental.conform_edges(
-            frame.with_columns(
-                pl.Series("source_namespace", ns, dtype=pl.String()),
-                pl.Series("source_labels", labels, dtype=pl.List(pl.String())),
-                pl.Series("flows", flows, dtype=pl.Int64()),
-                pl.Series("rows", flows, dtype=pl.Int64()),
-                pl.Series("day_list", [[d] for d in day], dtype=pl.List(pl.Date())),
-                pl.Series("days", [1] * n, dtype=pl.Int64()),
-            )
-        )
-
     d1, d2 = date(2026, 11, 1), date(2026, 11, 2)
-    a = part([("web", ["app=web"], 1, d1), ("web", [], 2, d1), (None, None, 4, d1)])
-    b = part([("web", [], 8, d2), ("api", ["app=api"], 16, d2), (None, None, 32, d1)])
+    a = _edge_part([("web", ["app=web"], 1, d1), ("web", [], 2, d1), (None, None, 4, d1)])
+    b = _edge_part([("web", [], 8, d2), ("api", ["app=api"], 16, d2), (None, None, 32, d1)])
     merged = incremental.merge_edges(a, b)
     assert dict(merged.schema) == EDGES_SCHEMA
     got = merged.select("source_namespace", "source_labels", "flows", "days", "day_list").rows()
@@ -401,3 +404,27 @@ def test_merge_edges_sums_each_key_once_in_key_order() -> None:
         ("web", ["app=web"], 1, 1, [d1]),
         (None, None, 36, 1, [d1]),
     ]
+
+
+_edge_row = st.tuples(
+    st.sampled_from(["web", "api", None]),
+    st.sampled_from([["app=web"], [], None, ["a=1", "b=2"]]),
+    st.integers(1, 100),
+    st.sampled_from([date(2026, 11, 1), date(2026, 11, 2)]),
+)
+# A part is one read's edges: one row per key (conform_edges' input is already aggregated).
+_parts = st.lists(
+    st.lists(_edge_row, max_size=6, unique_by=lambda r: (r[0], repr(r[1]))).map(_edge_part),
+    max_size=4,
+)
+
+
+@given(_parts, _parts)
+@settings(max_examples=100, deadline=None)
+def test_merge_twice_is_two_merges(first: list[pl.DataFrame], then: list[pl.DataFrame]) -> None:
+    """The sealed edges and the edges a run learns from, merged over one coding of the keys,
+    are what merging the sealing parts and then the open ones gives."""
+    sealed, learned = incremental.merge_twice(first, then)
+    once = incremental.merge_edges(*first)
+    assert sealed.equals(once)
+    assert learned.equals(incremental.merge_edges(once, *then))

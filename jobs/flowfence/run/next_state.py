@@ -34,14 +34,16 @@ def merge(
 ) -> Merged:
     """The state's edges and activity with the batches that seal now merged in, and (for this
     run only) those of the units still open."""
-    sealed = incremental.merge_edges(prior.edges, *(b.edges for b in sealing))
+    sealed, learned_from = incremental.merge_twice(
+        [prior.edges, *(b.edges for b in sealing)], [b.edges for b in still_open]
+    )
     sealed_activity = rhythm.trim(
         incremental.merge_activity(prior.activity, *(b.activity for b in sealing))
     )
     return Merged(
         sealed,
         sealed_activity,
-        incremental.merge_edges(sealed, *(b.edges for b in still_open)),
+        learned_from,
         incremental.merge_activity(sealed_activity, *(b.activity for b in still_open)),
     )
 

@@ -260,12 +260,31 @@ def merge_edges(*frames: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=EDGES_SCHEMA)
     if len(parts) == 1:
         return parts[0]
-    # The parts are chained, not copied (their chunks appended), and grouped by the codes of
-    # their keys (edges.key_codes), not the keys: a group-by and sort over the 20 key columns
-    # row-encodes every key, ~5x the edges' size. Only the result is materialised: each
-    # group's key gathered from its first row, in key order.
     full = pl.concat([p.select(list(EDGES_SCHEMA)) for p in parts], rechunk=False)
+    return _merged(full, key_codes(full))
+
+
+def merge_twice(
+    first: Sequence[pl.DataFrame], then: Sequence[pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(merge_edges(*first), merge_edges(*first, *then)), the keys coded once for both: the
+    sealed edges after a run and the edges it learns from (the units still open added)."""
+    head, tail = [f for f in first if f.height], [f for f in then if f.height]
+    if len(head) < 2 or not tail:
+        once = merge_edges(*head)
+        return once, merge_edges(once, *tail)
+    full = pl.concat([p.select(list(EDGES_SCHEMA)) for p in (*head, *tail)], rechunk=False)
     codes = key_codes(full)
+    rows = sum(f.height for f in head)
+    return _merged(full.slice(0, rows), codes.slice(0, rows)), _merged(full, codes)
+
+
+def _merged(full: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `full` grouped by their key `codes` (edges.key_codes), in key order."""
+    # The parts are chained, not copied (their chunks appended), and grouped by the codes of
+    # their keys, not the keys: a group-by and sort over the 20 key columns row-encodes every
+    # key, ~5x the edges' size. Only the result is materialised: each group's key gathered
+    # from its first row, in key order.
     groups = (
         pl.concat([codes, full.select(list(MEASURES))], how="horizontal")
         .lazy()
@@ -286,7 +305,6 @@ def merge_edges(*frames: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.col("day_list").list.len().cast(pl.Int64).alias("days"))
         .collect()
     )
-    del codes
     keys = full.select(list(KEY_COLUMNS))[groups.get_column("_row")]
     return pl.concat([keys, groups.drop("_row")], how="horizontal").select(
         [pl.col(n).cast(t) for n, t in EDGES_SCHEMA.items()]
