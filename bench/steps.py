@@ -22,6 +22,7 @@ from bench.model import Figure, IncrementalResult, IngestResult, Sample
 
 INCREMENTAL_START = datetime(2026, 9, 1, tzinfo=UTC)
 SETTLE = timedelta(minutes=30)  # a later run without new data: statuses settle
+RERUN_AFTER = timedelta(minutes=10)  # and a rerun after it: nothing new, no status due
 INCREMENTAL_LOOP = ("steady", "first", "full", "bare_edges")
 _STATUS_KEYS = (
     b"policyrecommendation.tigera.io/status",
@@ -122,6 +123,10 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     settle = run_args("settled", base, new_hour + SETTLE, hours, "base")
     settled = measure("incremental", settle, work / "logs" / "settle")
     _note(log, "incremental", "settle", settled)
+    # Ten minutes on, still nothing new: no status is due, nothing to read or to write.
+    again = run_args("rerun", base, new_hour + SETTLE + RERUN_AFTER, hours, "settled")
+    rerun = measure("incremental", again, work / "logs" / "rerun")
+    _note(log, "incremental", "rerun", rerun)
     after = new_hour + timedelta(hours=1)
     kinds = {
         "steady": run_args("steady", flows, after, hours, "settled"),
@@ -151,6 +156,7 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     done = {k: Figure(k, tuple(v)) for k, v in figures.items()}
     done["build"] = Figure("build", (build,))
     done["settle"] = Figure("settle", (settled,))
+    done["rerun"] = Figure("rerun", (rerun,))
     if generated is not None:
         done["generate"] = Figure("generate", (generated,))
     base_files = sorted(base.glob("date=*/hour=*/*.parquet"))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowfence.calico import cidr
+from flowfence.calico.selector import parse
 from flowfence.config.settings import Settings
 from flowfence.flows.edges import EDGE_SCHEMA
 from flowfence.learn import fold, rules
@@ -564,3 +565,19 @@ def test_any_port_rules_are_not_folded_into_port_rules() -> None:
         PortRange(8000, 8003),
     )
     assert anyport.namespaces == ("wide", "wide2") and anyport.ports == ()
+
+
+_dns_labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+
+@given(st.lists(_dns_labels, min_size=1, max_size=30, unique=True), _dns_labels)
+@settings(max_examples=200, deadline=None)
+def test_namespace_selectors_parse_and_select_exactly_their_namespaces(
+    names: list[str], other: str
+) -> None:
+    """namespace_selector is not parsed back at run time: any list of namespace names must give
+    a selector that parses and selects those namespaces and no other."""
+    parsed = parse(namespace_selector(tuple(names)))
+    assert all(parsed.matches({"projectcalico.org/name": n}) for n in names)
+    assert parsed.matches({"projectcalico.org/name": other}) == (other in names)
+    assert not parsed.matches({})

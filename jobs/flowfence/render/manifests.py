@@ -60,10 +60,14 @@ def eq(key: str, value: str) -> str:
 
 
 def namespace_selector(namespaces: tuple[str, ...]) -> str:
+    """The selector of exactly `namespaces`. Not parsed back like `selector`'s: DNS labels
+    quoted into a fixed form always parse (tests/test_rules.py checks it for any names), and
+    a folded peer list's selectors are thousands of characters, parsed in every run. Every
+    manifest written is still checked, its selectors parsed (calico/schema_rules.py)."""
     names = [dns_label(ns, "namespace") for ns in namespaces]
     if len(names) == 1:
-        return selector(eq("projectcalico.org/name", names[0]))
-    return selector(f"projectcalico.org/name in {{{', '.join(quote(n) for n in names)}}}")
+        return eq("projectcalico.org/name", names[0])
+    return f"projectcalico.org/name in {{{', '.join(quote(n) for n in names)}}}"
 
 
 def protocol(value: str) -> int | str:

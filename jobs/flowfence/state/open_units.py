@@ -140,13 +140,23 @@ def keep(
     read_files = [f for f in files if f.unit in reads]
     # The same rows as the sealed-files table's: path, span, size, mtime, whether empty.
     added_files = incremental.sealed_files(old.files, read_files, nonempty, generation)
-    added_edges = [_with_unit(u, b.edges) for u, b in reads.items()]
-    added_activity = [_with_unit(u, b.activity) for u, b in reads.items()]
     return Kept(
         added_files.sort("unit", "rel"),
-        pl.concat([old.edges, *added_edges]).sort("unit", maintain_order=True),
-        pl.concat([old.activity, *added_activity]).sort("unit", maintain_order=True),
+        _by_unit_order(old.edges, {u: b.edges for u, b in reads.items()}),
+        _by_unit_order(old.activity, {u: b.activity for u, b in reads.items()}),
     )
+
+
+def _by_unit_order(old: pl.DataFrame, new: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """`old` (sorted by unit) and the `new` frames of their units, one table in unit order,
+    each unit's rows as they are. Chained, not sorted: a sort would copy every open edge."""
+    parts = (
+        {u: f for (u,), f in old.partition_by("unit", as_dict=True).items()} if old.height else {}
+    )
+    parts.update({u: _with_unit(u, f) for u, f in new.items()})
+    if not parts:
+        return old
+    return pl.concat([parts[u] for u in sorted(parts)], rechunk=False)
 
 
 def _with_unit(unit: str, frame: pl.DataFrame) -> pl.DataFrame:
