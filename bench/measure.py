@@ -204,7 +204,7 @@ def bare_distinct(args: dict[str, Any]) -> dict[str, Any]:
 RUN_TARGETS = (
     ("flowfence.flows.sources", "list_files", "plan"),
     ("flowfence.state.incremental", "plan", "plan"),
-    ("flowfence.run.pipeline", "_read", "read"),
+    ("flowfence.run.reads", "read", "read"),
     ("flowfence.state.incremental", "bind_files", "bind"),
     ("flowfence.state.incremental", "read", "read"),
     ("flowfence.run.pipeline", "derive", "derive"),
@@ -261,6 +261,9 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
 
 def _kept(result: Any) -> dict[str, Any]:
     """The counts of a run's result (`pipeline.run`), not the result and its frames."""
+    if result.computation is None:  # stopped early: nothing read, nothing written
+        return {"edges": 0, "rows": 0, "rows_read": 0, "files_read": 0, "namespaces": 0,
+                "written": 0}  # fmt: skip
     report = result.computation.report
     reads = result.computation.reads
     return {

@@ -13,7 +13,10 @@ INCREMENTAL_TITLES = {
     "build": "`pipeline.run`, the {days} into an empty state (builds the state)",
     "settle": "nothing new while statuses settle: 30 minutes after the build, no new file "
     "(every status moves, so every manifest is written again)",
-    "rerun": "rerun with nothing new: 10 minutes after that, no new file and no status due",
+    "rerun": "nothing new and no status due: 10 minutes after that (computes everything, "
+    "changes nothing)",
+    "quiet": "rerun with nothing new: 10 minutes later again, after a run that changed nothing "
+    "(stops before reading)",
     "steady": "**incremental, steady state**: the new hour on a settled state (hourly CronJob)",
     "first": "incremental, first run after the build (every status moves, every manifest "
     "rendered again)",
@@ -80,14 +83,19 @@ def verdicts(run: BenchRun) -> list[Verdict]:
                 f"{max(0.0, fig.seconds - fig.stage('plan') - fig.stage('read')):.2f} s",
             )
         )
-    for kind in ("rerun", "settle"):
+    situations = {
+        "quiet": "after a run that changed nothing",
+        "rerun": "no status due",
+        "settle": "statuses settle",
+    }
+    for kind, situation in situations.items():
         if kind not in f:
             continue
         share = f[kind].seconds / full.seconds
         out.append(
             Verdict(
                 f"rerun with nothing new < {RERUN_TARGET:.0%} of full (issue 12)",
-                f"{days(inc.days)}, {'no status due' if kind == 'rerun' else 'statuses settle'}",
+                f"{days(inc.days)}, {situation}",
                 f"{share:.0%} ({f[kind].seconds:.2f} s)",
                 share < RERUN_TARGET,
                 f"read {f[kind].stage('read'):.2f} s, after the read "

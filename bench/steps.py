@@ -22,7 +22,7 @@ from bench.model import Figure, IncrementalResult, IngestResult, Sample
 
 INCREMENTAL_START = datetime(2026, 9, 1, tzinfo=UTC)
 SETTLE = timedelta(minutes=30)  # a later run without new data: statuses settle
-RERUN_AFTER = timedelta(minutes=10)  # and a rerun after it: nothing new, no status due
+RERUN_AFTER = timedelta(minutes=10)  # reruns after it: nothing new, no status due
 INCREMENTAL_LOOP = ("steady", "first", "full", "bare_edges")
 _STATUS_KEYS = (
     b"policyrecommendation.tigera.io/status",
@@ -123,10 +123,14 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     settle = run_args("settled", base, new_hour + SETTLE, hours, "base")
     settled = measure("incremental", settle, work / "logs" / "settle")
     _note(log, "incremental", "settle", settled)
-    # Ten minutes on, still nothing new: no status is due, nothing to read or to write.
-    again = run_args("rerun", base, new_hour + SETTLE + RERUN_AFTER, hours, "settled")
-    rerun = measure("incremental", again, work / "logs" / "rerun")
+    # Ten minutes on, still nothing new and no status due: the run computes everything and
+    # changes nothing, and so leaves the marker (run/quiet.py) that lets the next one stop.
+    at = new_hour + SETTLE + RERUN_AFTER
+    rerun = measure("incremental", run_args("rerun", base, at, hours, "settled"), work / "logs")
     _note(log, "incremental", "rerun", rerun)
+    again = run_args("quiet", base, at + RERUN_AFTER, hours, "rerun")
+    stopped = measure("incremental", again, work / "logs" / "quiet")
+    _note(log, "incremental", "quiet", stopped)
     after = new_hour + timedelta(hours=1)
     kinds = {
         "steady": run_args("steady", flows, after, hours, "settled"),
@@ -157,6 +161,7 @@ def bench_incremental(opts: argparse.Namespace, log: TextIO) -> IncrementalResul
     done["build"] = Figure("build", (build,))
     done["settle"] = Figure("settle", (settled,))
     done["rerun"] = Figure("rerun", (rerun,))
+    done["quiet"] = Figure("quiet", (stopped,))
     if generated is not None:
         done["generate"] = Figure("generate", (generated,))
     base_files = sorted(base.glob("date=*/hour=*/*.parquet"))

@@ -28,7 +28,7 @@ from tools import need
 from flowfence.calico.schema import CALICO, schema
 from flowfence.cli import app as cli
 from flowfence.config.settings import Settings, load_settings
-from flowfence.run import pipeline
+from flowfence.run import reads as run_reads
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -341,13 +341,13 @@ def test_the_deployed_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for key, value in container_env(docs, container).items():
         monkeypatch.setenv(key, local(value))
     seen: list[Settings] = []
-    real_connect = pipeline.connect
+    real_connect = run_reads.connect
 
     def connect(settings: Settings) -> Any:
         seen.append(settings)
         return real_connect(settings)
 
-    monkeypatch.setattr(pipeline, "connect", connect)
+    monkeypatch.setattr(run_reads, "connect", connect)
     args = [local(a) for a in container["args"]]
     assert cli.main([*args, "--now", FLOW_NOW, "--output", "json"]) == 0
     out = Path(local("/data/out"))

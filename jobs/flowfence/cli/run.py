@@ -18,6 +18,7 @@ from rich.text import Text
 
 from flowfence.cli import options
 from flowfence.config.settings import Settings, load_settings
+from flowfence.core import times
 from flowfence.core.errors import BadInput, ExitCode
 from flowfence.report import markdown as report_md
 from flowfence.report import markdown_model, run_report
@@ -64,9 +65,9 @@ def _plain(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
-def _lines(result: pipeline.RunResult, out: Path) -> list[str]:
+def _lines(result: pipeline.RunResult, computation: pipeline.Computation, out: Path) -> list[str]:
     """The summary's sentences after the table."""
-    report = result.computation.report
+    report = computation.report
     counts = run_report.summary_counts(report)
     lines = [
         report_md.summary_line(markdown_model.from_report(report)).replace("**", ""),
@@ -75,7 +76,7 @@ def _lines(result: pipeline.RunResult, out: Path) -> list[str]:
         f"higher tiers; {counts['rejected_flows']} flows rejected. "
         f"Wrote {len(result.written)} files, removed {len(result.removed)} in {out}.",
     ]
-    reads = result.computation.reads
+    reads = computation.reads
     if reads is not None:
         read = sum(b.files for b in reads.batches)
         rows = sum(b.rows for b in reads.batches)
@@ -101,13 +102,13 @@ def _lines(result: pipeline.RunResult, out: Path) -> list[str]:
     return lines
 
 
-def _summary(result: pipeline.RunResult, out: Path) -> None:
+def _summary(result: pipeline.RunResult, computation: pipeline.Computation, out: Path) -> None:
     """A table on a terminal. Elsewhere (a CronJob's log, a pipe) plain lines, never cut to a
     terminal's width: the title, a tab-separated header and one tab-separated line per
     namespace (empty cells `-`), then the sentences."""
-    report = result.computation.report
+    report = computation.report
     title = f"flowfence: {report.window['since']} .. {report.window['until']}"
-    rows, lines = _rows(report), _lines(result, out)
+    rows, lines = _rows(report), _lines(result, computation, out)
     if not sys.stdout.isatty():
         typer.echo(title)
         for row in (COLUMNS, *rows):
@@ -124,6 +125,22 @@ def _summary(result: pipeline.RunResult, out: Path) -> None:
     console.print(table)
     for line in lines:
         console.print(Text(line))
+
+
+def _quiet(result: pipeline.RunResult, output: str) -> None:
+    """A run that stopped early (run/quiet.py): the report of the run whose outputs stand
+    (`--output json`), or one sentence saying so."""
+    stopped = result.quiet
+    if stopped is None:
+        return
+    if output == "json":
+        typer.echo(stopped.report.decode().rstrip("\n"))
+        return
+    typer.echo(
+        f"Nothing new since {times.rfc3339(stopped.since)}: read no flow log and wrote no file; "
+        f"state generation {stopped.generation} unchanged. The policies and reports are "
+        "that run's."
+    )
 
 
 @contextmanager
@@ -332,13 +349,17 @@ def register(app: typer.Typer) -> None:
             changed = result.output_changed
             for warning in result.warnings:
                 typer.echo(f"flowfence: warning: {warning}", err=True)
-            for risk in result.computation.report.frozen_risks:  # a frozen policy to look at
+            computation = result.computation
+            if computation is None:  # nothing new since a run that changed nothing
+                _quiet(result, output)
+                return
+            for risk in computation.report.frozen_risks:  # a frozen policy to look at
                 text = f"{risk['namespace']}: {risk['risk']}: {risk['detail']}"
                 typer.echo(f"flowfence: risk: {_plain(text)}", err=True)
             if output == "json":
-                typer.echo(json.dumps(result.computation.report.to_dict(), indent=2))
+                typer.echo(json.dumps(computation.report.to_dict(), indent=2))
             else:
-                _summary(result, out)
+                _summary(result, computation, out)
 
         def _run(on_step: Callable[[str], None] | None) -> pipeline.RunResult:
             request = pipeline.RunRequest(

@@ -14,21 +14,17 @@ the report's facts gathered in report_facts.py.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import duckdb
-
 from flowfence.calico import schema_tree
 from flowfence.config.settings import Settings
 from flowfence.core import atomic, checkpoints, lock, times
-from flowfence.core.database import connect
-from flowfence.core.errors import BadInput, FlowInputError, RuntimeFailure
-from flowfence.flows import sources, spark_engine
-from flowfence.flows.sources import FileInfo
+from flowfence.core.errors import BadInput, RuntimeFailure
+from flowfence.flows import sources
 from flowfence.learn import stale
 from flowfence.learn.model import Recommendation
 from flowfence.render import manifests, yaml_files
@@ -44,11 +40,12 @@ from flowfence.review import (
     outcome,
 )
 from flowfence.review import written as record_file
-from flowfence.run import learning, next_state, report_facts, statuses
+from flowfence.run import learning, next_state, quiet, report_facts, statuses
+from flowfence.run import reads as run_reads
 from flowfence.state import incremental, open_units, store, tables
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    pass
 
 Cached = yaml_files.Cached
 # The reports every run writes beside policies/ (report.html for people, the JSON for scripts).
@@ -87,121 +84,29 @@ class Computation:
     state: tables.State  # the state after this run, not yet committed
     changed: bool  # whether `state` differs from the state the run started from
     stale_rules: tuple[stale.StaleRule, ...] = ()
-    reads: Reads | None = None  # what this run read (not in the report: it must not depend
+    reads: run_reads.Reads | None = (
+        None  # what this run read (not in the report: it must not depend
+    )
     # on what earlier runs happened to read)
     review: outcome.Review | None = None  # decisions applied, drift, changes against DIR
     record: bytes = b""  # DIR/.flowfence-written.json after this run (review/written.py)
+    plan: incremental.Plan | None = None  # the reads planned (run/quiet.py digests it)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    computation: Computation
+    computation: Computation | None  # None when the run stopped early (`quiet`)
     written: tuple[str, ...]
     removed: tuple[str, ...]
     committed: bool = False  # a new state generation was written
     warnings: tuple[str, ...] = ()  # for stderr (a stale lock taken over)
     commit: gitops.CommitResult | None = None  # with --git-commit
+    quiet: quiet.Quiet | None = None  # nothing new: the outputs of an earlier run stand
 
     @property
     def output_changed(self) -> bool:
         """Whether this run wrote or removed a file under policies/ (`--detailed-exitcode`)."""
         return any(p.startswith("policies/") for p in (*self.written, *self.removed))
-
-
-@dataclass(frozen=True)
-class Reads:
-    """What this run read, plus what it took from the open units the state keeps instead of
-    reading them again (state/open_units.py): `kept_seal` seals now, `kept_open` stays open."""
-
-    seal: incremental.Batch
-    open: incremental.Batch
-    backfill: incremental.Batch
-    kept_seal: incremental.Batch
-    kept_open: incremental.Batch
-    kept: open_units.Kept  # the open units after this run
-
-    @property
-    def batches(self) -> tuple[incremental.Batch, ...]:
-        """The batches read (not those taken from the state)."""
-        return (self.seal, self.open, self.backfill)
-
-    def counted(self) -> Reads:
-        """The reads without their frames (incremental.Batch.counted); `kept` stays."""
-        return replace(
-            self,
-            seal=self.seal.counted(),
-            open=self.open.counted(),
-            backfill=self.backfill.counted(),
-            kept_seal=self.kept_seal.counted(),
-            kept_open=self.kept_open.counted(),
-        )
-
-
-def _read(
-    request: RunRequest, prior: tables.State, now: datetime
-) -> tuple[incremental.Plan, Reads]:
-    """List the flow logs, plan the reads against `prior`, read. With `--engine spark` the
-    session opens first: a Hadoop URL (`s3a://`, `hdfs://`, `file://`) is listed through it."""
-    if request.engine == "spark":
-        with spark_engine.session(request.spark_master) as spark:
-            plan = _plan(request, prior, now, spark_engine.list_files(request.flows, spark))
-            return plan, _read_with(None, prior, plan, now, spark)
-    plan = _plan(request, prior, now, sources.list_files(request.flows)[0])
-    try:
-        return plan, _read_with(request.settings, prior, plan, now, None)
-    except duckdb.OutOfMemoryException as exc:  # a resource limit, not bad input
-        raise RuntimeFailure(
-            f"out of memory reading {request.flows}: raise --memory-limit or set --temp-dir "
-            f"to a disk with room to spill ({exc})"
-        ) from exc
-    except duckdb.Error as exc:  # a corrupt data page only shows when it is read
-        raise FlowInputError(f"{request.flows}: cannot read flow logs: {exc}") from exc
-
-
-def _plan(
-    request: RunRequest, prior: tables.State, now: datetime, listing: Sequence[FileInfo]
-) -> incremental.Plan:
-    settings = request.settings
-    return incremental.plan(
-        listing,
-        prior,
-        now,
-        initial_lookback=settings.initial_lookback,
-        grace=settings.late_arrival_grace,
-    )
-
-
-def _read_with(
-    limits: Settings | None,
-    prior: tables.State,
-    plan: incremental.Plan,
-    now: datetime,
-    spark: SparkSession | None,
-) -> Reads:
-    """The reads, on Spark or (`limits` given) each on a DuckDB connection of its own: closed
-    before its edges are sorted, so that no read's DuckDB memory outlives its queries. Units
-    the state kept open and that are unchanged are not read again (state/open_units.py)."""
-
-    # Only the scan moves to Spark; merging, rules, rendering and state stay in-process.
-    def read(files: Sequence[FileInfo], end_before: datetime | None = None) -> incremental.Batch:
-        con = connect(limits) if limits is not None else None
-        try:
-            return incremental.read(
-                con, files, since=plan.origin, until=now, end_before=end_before, spark=spark,
-                close=True,
-            )  # fmt: skip
-        finally:
-            if con is not None:
-                con.close()  # also when there was nothing to read
-
-    reuse = open_units.reusable(prior, plan.origin, (*plan.seal, *plan.open))
-    seal = read([f for f in plan.seal if f.unit not in reuse])
-    kept_seal = open_units.batch_of(prior, reuse & {f.unit for f in plan.seal}, plan.seal)
-    read_open, kept_open, kept = open_units.read_open(
-        prior, plan.open, reuse, read, prior.generation + 1
-    )
-    backfill = read(plan.backfill, plan.backfill_before)
-    return Reads(seal, read_open, backfill, kept_seal, kept_open, kept)
 
 
 def compute(
@@ -220,7 +125,10 @@ def compute(
     # A broken decisions file stops the run before any flow log is read.
     decided = decisions.load(request.out)
     record = record_file.load(request.out)
-    plan, reads = _read(request, prior, now)
+    plan, reads = run_reads.read(
+        request.flows, request.settings, prior, now,
+        engine=request.engine, spark_master=request.spark_master,
+    )  # fmt: skip
     _step(request, "after-read")
     merged = next_state.merge(
         prior,
@@ -236,7 +144,7 @@ def derive(
     request: RunRequest,
     prior: tables.State,
     plan: incremental.Plan,
-    reads: Reads,
+    reads: run_reads.Reads,
     merged: next_state.Merged,
     cached: Cached | None = None,
     *,
@@ -331,7 +239,7 @@ def derive(
         report = replace(report, warnings=(*report.warnings, last.problem))
     return Computation(
         recs, status, files, report, after, changed, learned.stale_rules, reads, review=checked,
-        record=record_file.dumps(record_file.after(last, files)),
+        record=record_file.dumps(record_file.after(last, files)), plan=plan,
     )  # fmt: skip
 
 
@@ -349,6 +257,12 @@ def run(request: RunRequest) -> RunResult:
         aside = held.reset() if request.reset_state else None
         prior = held.load()
         held.collect_garbage(prior)
+        marker = _marker_dir(request, held)
+        if marker is not None:
+            if (stopped := _stopped(request, marker, prior)) is not None:
+                warned = (held.warning,) if held.warning else ()
+                return RunResult(None, (), (), warnings=warned, quiet=stopped)
+            quiet.forget(marker)
         # Read once: compute compares reused files and the schema check skips unchanged ones.
         on_disk = functools.cache(yaml_files.output_reader(request.out))
         computation = compute(request, prior, on_disk)
@@ -383,6 +297,11 @@ def run(request: RunRequest) -> RunResult:
         if (request.state is None or request.git_commit) and gitops.write_gitignore(out):
             written.append(".gitignore")
         _step(request, "after-report")
+        if marker is not None and not computation.changed and computation.plan is not None:
+            now, settled = times.naive_utc(request.now), decisions.load(request.out)
+            digest = quiet.fingerprint(_inputs(request), marker, computation.plan)
+            until = quiet.quiet_until(request.settings, computation.statuses, settled)
+            quiet.record(marker, generation=prior.generation, now=now, until=until, digest=digest)
         commit = None
         if request.git_commit or request.git_push:
             commit = gitops.publish(out, push_too=request.git_push)
@@ -392,6 +311,35 @@ def run(request: RunRequest) -> RunResult:
     return RunResult(
         computation, tuple(sorted(written)), tuple(removed), computation.changed, warnings, commit
     )
+
+
+def _marker_dir(request: RunRequest, held: store.Store) -> Path | None:
+    """Where a run that changed nothing leaves its marker (run/quiet.py): a local state only,
+    and not for a run that resets the state, commits to git or scans with Spark."""
+    if not isinstance(held, store.LocalStore) or request.engine != "duckdb":
+        return None
+    return None if request.reset_state or request.git_commit or request.git_push else held.directory
+
+
+def _inputs(request: RunRequest) -> quiet.Inputs:
+    files = {
+        "namespaces": request.namespaces_file,
+        "inventory": request.inventory_file,
+        "existing-policies": request.existing_policies,
+    }
+    return quiet.Inputs(
+        request.settings, (request.prune_stale, str(request.flows)), files, request.out
+    )
+
+
+def _stopped(request: RunRequest, marker: Path, prior: tables.State) -> quiet.Quiet | None:
+    """This run's early stop when nothing is new since a run that changed nothing."""
+    if prior.now is None:
+        return None
+    now = times.naive_utc(request.now)
+    plan = run_reads.plan_reads(request.settings, prior, now, sources.list_files(request.flows)[0])
+    reused = open_units.reusable(prior, plan.origin, plan.open)
+    return quiet.check(marker, _inputs(request), prior, plan, now, reused)
 
 
 def _step(request: RunRequest, name: str) -> None:

@@ -15,6 +15,7 @@ Layout of the state directory (`DIR/state/` unless `--state` moves it):
     open_files-, open_edges-, open_activity-00000N.parquet  the units still open, as read
                               (state/open_units.py: the next run takes them, not a read)
     first-run.pending        only while a first run commits (see below)
+    quiet.json               left by a run that changed nothing (run/quiet.py); not a table
     lock                     see lock.py
 
 Readable with plain DuckDB or Polars: `manifest.json` names the current file of each table

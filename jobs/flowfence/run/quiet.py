@@ -1,0 +1,186 @@
+"""A rerun with nothing new reads nothing and rewrites nothing.
+
+A run whose computation changed nothing (the state not committed) proves that its inputs are a
+fixed point: the same state, flow logs, settings, input files and output directory give the
+same outputs again, up to what the clock alone moves. It leaves a marker beside the state
+(`quiet.json`): a digest of those inputs, and until when the clock moves nothing (the first
+moment a status is due to move, `state/lifecycle.py`, or a decision to expire). A later run
+that finds the same digest before that moment stops there: it reads no flow log, writes no
+file and leaves the state, the policies and the reports of that run as they are.
+
+The digest covers: flowfence's version; the settings; the run's options and the files they
+name (`--namespaces`, `--inventory`, `--existing-policies`, every file under it); the state
+(its manifest and the size and mtime of every table file it names); the flow logs as the run
+plans to read them (the state's origin and watermark, the open units' files, the late files);
+and the output directory (every file under `policies/`, the reports, the record and the
+decisions file, byte for byte). A run that would seal or backfill anything, or read an open
+unit again, never stops here. Only a local state keeps a marker (not `s3://`, not Spark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flowfence import __version__
+from flowfence.config.settings import Settings
+from flowfence.core import atomic, times
+from flowfence.review import decisions
+from flowfence.review import written as record_file
+from flowfence.state import incremental, tables
+
+MARKER = "quiet.json"
+FORMAT = 1
+REPORTS = ("report.json", "report.md", "report.html")
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A run that stopped early: the outputs of the run at `since` stand."""
+
+    since: datetime  # --now of the run whose outputs stand (naive UTC)
+    generation: int  # the state generation, unchanged
+    report: bytes  # DIR/report.json as that run wrote it
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a run's outputs depend on besides the clock (see the module doc)."""
+
+    settings: Settings
+    options: tuple[object, ...]  # prune_stale and other switches that change the outputs
+    files: Mapping[str, Path | None]  # --namespaces, --inventory, --existing-policies
+    out: Path
+
+
+class _Digest:
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def part(self, label: str, data: bytes) -> None:
+        # Length-prefixed: no two sequences of parts hash alike.
+        for piece in (label.encode(), data):
+            self._hash.update(len(piece).to_bytes(8, "big"))
+            self._hash.update(piece)
+
+    def file(self, label: str, path: Path) -> None:
+        try:
+            self.part(label, path.read_bytes())
+        except FileNotFoundError:
+            self.part(label + ":absent", b"")
+
+    def tree(self, label: str, path: Path | None) -> None:
+        if path is None:
+            self.part(label + ":none", b"")
+        elif path.is_dir():
+            for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                self.file(f"{label}/{item.relative_to(path).as_posix()}", item)
+        else:
+            self.file(label, path)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def fingerprint(inputs: Inputs, state_dir: Path, plan: incremental.Plan) -> str:
+    """The digest of everything but the clock that a run's outputs depend on."""
+    d = _Digest()
+    d.part("flowfence", f"{__version__}/{FORMAT}".encode())
+    d.part("settings", repr(inputs.settings).encode())
+    d.part("options", repr(inputs.options).encode())
+    for name, path in sorted(inputs.files.items()):
+        d.tree(name, path)
+    d.file("state", state_dir / tables.MANIFEST)
+    manifest = tables.read_manifest(state_dir) or {}
+    for name in sorted(manifest.get("tables", {}).values()):
+        stat = (state_dir / name).stat()
+        d.part(f"table/{name}", f"{stat.st_size}/{stat.st_mtime_ns}".encode())
+    view = (
+        plan.origin, plan.watermark, sorted(plan.late),
+        sorted((f.rel, f.size, f.mtime_ns) for f in plan.open),
+    )  # fmt: skip
+    d.part("flows", repr(view).encode())
+    d.tree("policies", inputs.out / "policies")
+    for name in (*REPORTS, record_file.FILE_NAME, decisions.FILE_NAME):
+        d.file(name, inputs.out / name)
+    return d.hexdigest()
+
+
+def quiet_until(
+    settings: Settings,
+    statuses: Mapping[str, tuple[str, datetime]],
+    decided: decisions.Decisions,
+) -> datetime | None:
+    """The first moment the clock alone may change a run's outputs: a Learning namespace turns
+    Stabilizing, a Stabilizing one Stable, a decision expires. None: never by the clock."""
+    interval, stabilization = (
+        settings.interval,
+        max(settings.stabilization_period, settings.interval),
+    )
+    due: dict[str, timedelta] = {"Learning": 2 * interval, "Stabilizing": stabilization}
+    moments = [updated + due[status] for status, updated in statuses.values() if status in due]
+    expiries = [d.expires for d in decided.entries.values() if d.expires is not None]
+    moments += [e if e.tzinfo is None else times.naive_utc(e) for e in expiries]
+    return min(moments, default=None)
+
+
+def record(
+    state_dir: Path,
+    *,
+    generation: int,
+    now: datetime,
+    until: datetime | None,
+    digest: str,
+) -> None:
+    """Leave the marker of a run that changed nothing."""
+    data = {
+        "format": FORMAT,
+        "generation": generation,
+        "since": times.rfc3339(now, fraction=True),
+        "until": None if until is None else times.rfc3339(until, fraction=True),
+        "fingerprint": digest,
+    }
+    atomic.write_text(state_dir / MARKER, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def forget(state_dir: Path) -> None:
+    """Remove the marker: a run that goes on computes (and may change) everything."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / MARKER).unlink()
+
+
+def check(
+    state_dir: Path,
+    inputs: Inputs,
+    prior: tables.State,
+    plan: incremental.Plan,
+    now: datetime,
+    reused: Iterable[str],
+) -> Quiet | None:
+    """The early stop of this run, or None when it must compute. `now` is naive UTC; `reused`
+    the open units the state keeps that this run may take (state/open_units.py)."""
+    if plan.seal or plan.backfill or not {f.unit for f in plan.open} <= set(reused):
+        return None
+    try:
+        data = json.loads((state_dir / MARKER).read_bytes())
+        since = times.naive_utc(times.parse(data["since"]))
+        until = None if data["until"] is None else times.naive_utc(times.parse(data["until"]))
+        if data["format"] != FORMAT or data["generation"] != prior.generation:
+            return None
+        digest = str(data["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError, times.TimeError):
+        return None  # no marker, or one this version cannot read: compute
+    if now < since or (until is not None and now >= until):
+        return None
+    if fingerprint(inputs, state_dir, plan) != digest:
+        return None
+    try:
+        report = (inputs.out / "report.json").read_bytes()
+    except OSError:
+        return None
+    return Quiet(since=since, generation=prior.generation, report=report)
