@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CliResult
@@ -28,7 +30,7 @@ from test_state_support import (
 
 from flowfence.config.settings import Settings
 from flowfence.review import decisions
-from flowfence.run import quiet
+from flowfence.run import pipeline, quiet
 
 RunCli = Callable[[Sequence[str]], CliResult]
 LINKS = [("web", "api", 8080), ("api", "db", 5432)]
@@ -180,7 +182,47 @@ def test_decisions_expiring_bound_the_quiet_time(tmp_path: Path) -> None:
     stable = {"api": ("Stable", moment)}
     assert quiet.quiet_until(Settings(), stable, decided) == datetime(2026, 10, 2, 3, 0)
     assert quiet.quiet_until(Settings(), stable, decisions.EMPTY) is None
-    # A Learning namespace is due to turn Stabilizing after two intervals.
+    # A Learning namespace is due to turn Stabilizing after two intervals, or Stable first
+    # when the stabilization period is shorter than that.
     learning = {**stable, "db": ("Learning", moment)}
-    settings = Settings(interval=timedelta(minutes=20))
-    assert quiet.quiet_until(settings, learning, decided) == moment + timedelta(minutes=40)
+    hours = Settings(interval=timedelta(minutes=20), stabilization_period=timedelta(hours=6))
+    assert quiet.quiet_until(hours, learning, decided) == moment + timedelta(minutes=40)
+    short = replace(hours, stabilization_period=timedelta(minutes=30))
+    assert quiet.quiet_until(short, learning, decided) == moment + timedelta(minutes=30)
+
+
+def test_a_decision_saved_while_a_run_computes_is_not_skipped(
+    settled: tuple[Path, Path, Path], run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` and `flowfence accept` save decisions.yaml without the run's lock: a run that
+    computed from the file as it was must not leave a marker for the file as it is now."""
+    flows, out, scope = settled
+    (out / "state" / quiet.MARKER).unlink()
+    real = pipeline.compute
+
+    def compute_then_decide(*args: Any, **kwargs: Any) -> pipeline.Computation:
+        done = real(*args, **kwargs)
+        dismissed = decisions.Decision("web", "dismiss", "meanwhile", "ops")
+        decisions.save(out, decisions.EMPTY.with_decision(dismissed))
+        return done
+
+    monkeypatch.setattr(pipeline, "compute", compute_then_decide)
+    ok(run_cli(run_args(flows, out, DAY + timedelta(minutes=15), "--config", scope)))
+    assert not (out / "state" / quiet.MARKER).exists()
+    monkeypatch.setattr(pipeline, "compute", real)
+    result = ok(run_cli(run_args(flows, out, DAY + timedelta(minutes=20), "--config", scope)))
+    assert STOPPED not in result.out
+    assert not (out / "policies" / "web.yaml").exists()  # the decision took effect
+
+
+def test_an_open_hour_read_again_unchanged_commits_nothing(tmp_path: Path, run_cli: RunCli) -> None:
+    """An open hour not over at --now is read again by the next run; when nothing came since,
+    the state stays as it was (no new generation) and that run may leave its marker."""
+    flows, out = tmp_path / "flows", tmp_path / "out"
+    steady(flows, T0, 24, LINKS)
+    scope = scope_file(tmp_path / "scope.yaml")  # interval 20m: no status due in between
+    inside = DAY - timedelta(minutes=20)  # the newest hour is not over
+    ok(run_cli(run_args(flows, out, inside, "--config", scope)))
+    again = ok(run_cli(run_args(flows, out, inside + timedelta(minutes=10), "--config", scope)))
+    assert "state unchanged" in again.out and "Read 1 files" in again.out
+    assert (out / "state" / quiet.MARKER).exists()

@@ -258,8 +258,9 @@ def run(request: RunRequest) -> RunResult:
         prior = held.load()
         held.collect_garbage(prior)
         marker = _marker_dir(request, held)
+        inputs = quiet.taken(_inputs(request), marker) if marker is not None else ""
         if marker is not None:
-            if (stopped := _stopped(request, marker, prior)) is not None:
+            if (stopped := _stopped(request, marker, prior, inputs)) is not None:
                 warned = (held.warning,) if held.warning else ()
                 return RunResult(None, (), (), warnings=warned, quiet=stopped)
             quiet.forget(marker)
@@ -298,10 +299,7 @@ def run(request: RunRequest) -> RunResult:
             written.append(".gitignore")
         _step(request, "after-report")
         if marker is not None and not computation.changed and computation.plan is not None:
-            now, settled = times.naive_utc(request.now), decisions.load(request.out)
-            digest = quiet.fingerprint(_inputs(request), marker, computation.plan)
-            until = quiet.quiet_until(request.settings, computation.statuses, settled)
-            quiet.record(marker, generation=prior.generation, now=now, until=until, digest=digest)
+            _leave_marker(request, marker, prior, computation, inputs, reports)
         commit = None
         if request.git_commit or request.git_push:
             commit = gitops.publish(out, push_too=request.git_push)
@@ -332,14 +330,36 @@ def _inputs(request: RunRequest) -> quiet.Inputs:
     )
 
 
-def _stopped(request: RunRequest, marker: Path, prior: tables.State) -> quiet.Quiet | None:
+def _stopped(
+    request: RunRequest, marker: Path, prior: tables.State, inputs: str
+) -> quiet.Quiet | None:
     """This run's early stop when nothing is new since a run that changed nothing."""
     if prior.now is None:
         return None
     now = times.naive_utc(request.now)
     plan = run_reads.plan_reads(request.settings, prior, now, sources.list_files(request.flows)[0])
     reused = open_units.reusable(prior, plan.origin, plan.open)
-    return quiet.check(marker, _inputs(request), prior, plan, now, reused)
+    return quiet.check(marker, inputs, request.out, prior, plan, now, reused)
+
+
+def _leave_marker(
+    request: RunRequest,
+    marker: Path,
+    prior: tables.State,
+    computation: Computation,
+    inputs: str,
+    reports: Mapping[str, bytes],
+) -> None:
+    """The marker of a run that changed nothing, unless an input changed while it ran. Its
+    outputs are digested as written (the policies, the reports, the record), not re-read."""
+    if computation.plan is None or quiet.taken(_inputs(request), marker) != inputs:
+        return
+    written: dict[str, bytes | None] = {**computation.files, **reports}
+    written[record_file.FILE_NAME] = computation.record
+    digest = quiet.fingerprint(inputs, computation.plan, written)
+    until = quiet.quiet_until(request.settings, computation.statuses, decisions.load(request.out))
+    now = times.naive_utc(request.now)
+    quiet.record(marker, generation=prior.generation, now=now, until=until, digest=digest)
 
 
 def _step(request: RunRequest, name: str) -> None:

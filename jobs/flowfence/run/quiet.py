@@ -24,7 +24,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from flowfence import __version__
@@ -87,27 +87,54 @@ class _Digest:
         return self._hash.hexdigest()
 
 
-def fingerprint(inputs: Inputs, state_dir: Path, plan: incremental.Plan) -> str:
-    """The digest of everything but the clock that a run's outputs depend on."""
+def taken(inputs: Inputs, state_dir: Path) -> str:
+    """The digest of what a run reads besides the flow logs and its own outputs: flowfence's
+    version, the settings, the options and the files they name, `decisions.yaml` and the
+    state. Taken before the run computes and again after: a marker is left only when nothing
+    changed under the run (a decision saved by `serve` meanwhile, a refreshed inventory)."""
     d = _Digest()
     d.part("flowfence", f"{__version__}/{FORMAT}".encode())
     d.part("settings", repr(inputs.settings).encode())
     d.part("options", repr(inputs.options).encode())
     for name, path in sorted(inputs.files.items()):
         d.tree(name, path)
+    d.file(decisions.FILE_NAME, inputs.out / decisions.FILE_NAME)
     d.file("state", state_dir / tables.MANIFEST)
     manifest = tables.read_manifest(state_dir) or {}
     for name in sorted(manifest.get("tables", {}).values()):
         stat = (state_dir / name).stat()
         d.part(f"table/{name}", f"{stat.st_size}/{stat.st_mtime_ns}".encode())
+    return d.hexdigest()
+
+
+def on_disk(out: Path) -> dict[str, bytes | None]:
+    """What flowfence writes in `out` as it is there now (None: absent)."""
+    found: dict[str, bytes | None] = {}
+    policies = out / "policies"
+    if policies.is_dir():
+        for item in sorted(p for p in policies.rglob("*") if p.is_file()):
+            found[f"policies/{item.relative_to(policies).as_posix()}"] = item.read_bytes()
+    for name in (*REPORTS, record_file.FILE_NAME):
+        path = out / name
+        found[name] = path.read_bytes() if path.is_file() else None
+    return found
+
+
+def fingerprint(
+    inputs_digest: str, plan: incremental.Plan, outputs: Mapping[str, bytes | None]
+) -> str:
+    """The digest of everything but the clock that a run's outputs depend on: `taken`, the
+    flow logs as planned (origin, watermark, the open units' files, the late files) and the
+    outputs (`on_disk`'s mapping, or the bytes a run just wrote)."""
+    d = _Digest()
+    d.part("inputs", inputs_digest.encode())
     view = (
         plan.origin, plan.watermark, sorted(plan.late),
         sorted((f.rel, f.size, f.mtime_ns) for f in plan.open),
     )  # fmt: skip
     d.part("flows", repr(view).encode())
-    d.tree("policies", inputs.out / "policies")
-    for name in (*REPORTS, record_file.FILE_NAME, decisions.FILE_NAME):
-        d.file(name, inputs.out / name)
+    for name, data in sorted(outputs.items()):
+        d.part(name if data is not None else name + ":absent", data or b"")
     return d.hexdigest()
 
 
@@ -122,7 +149,8 @@ def quiet_until(
         settings.interval,
         max(settings.stabilization_period, settings.interval),
     )
-    due: dict[str, timedelta] = {"Learning": 2 * interval, "Stabilizing": stabilization}
+    # Learning turns Stabilizing after two intervals, or Stable at once if that comes first.
+    due = {"Learning": min(2 * interval, stabilization), "Stabilizing": stabilization}
     moments = [updated + due[status] for status, updated in statuses.values() if status in due]
     expiries = [d.expires for d in decided.entries.values() if d.expires is not None]
     moments += [e if e.tzinfo is None else times.naive_utc(e) for e in expiries]
@@ -156,14 +184,16 @@ def forget(state_dir: Path) -> None:
 
 def check(
     state_dir: Path,
-    inputs: Inputs,
+    inputs_digest: str,
+    out: Path,
     prior: tables.State,
     plan: incremental.Plan,
     now: datetime,
     reused: Iterable[str],
 ) -> Quiet | None:
-    """The early stop of this run, or None when it must compute. `now` is naive UTC; `reused`
-    the open units the state keeps that this run may take (state/open_units.py)."""
+    """The early stop of this run, or None when it must compute. `inputs_digest` is `taken`
+    now; `now` naive UTC; `reused` the open units the state keeps that this run may take
+    (state/open_units.py)."""
     if plan.seal or plan.backfill or not {f.unit for f in plan.open} <= set(reused):
         return None
     try:
@@ -177,10 +207,7 @@ def check(
         return None  # no marker, or one this version cannot read: compute
     if now < since or (until is not None and now >= until):
         return None
-    if fingerprint(inputs, state_dir, plan) != digest:
+    outputs = on_disk(out)
+    if fingerprint(inputs_digest, plan, outputs) != digest or outputs["report.json"] is None:
         return None
-    try:
-        report = (inputs.out / "report.json").read_bytes()
-    except OSError:
-        return None
-    return Quiet(since=since, generation=prior.generation, report=report)
+    return Quiet(since=since, generation=prior.generation, report=outputs["report.json"])

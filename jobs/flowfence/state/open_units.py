@@ -129,8 +129,12 @@ def keep(
     generation: int,
 ) -> Kept:
     """The open units for the state after this run: those `reused` as the prior state kept
-    them, and those just `read` (per unit), with their files and whether each held rows."""
-    reused = sorted(set(reused))
+    them, and those just `read` (per unit), with their files and whether each held rows. A
+    unit read again with the same result (it had not ended by the earlier --now, and nothing
+    came since) keeps its rows as they were, so that the state does not change for it."""
+    same = {u for u, b in reads.items() if _read_alike(prior, u, b, files)}
+    reads = {u: b for u, b in reads.items() if u not in same}
+    reused = sorted({*reused, *same})
     old = Kept(
         prior.open_files.filter(pl.col("unit").is_in(reused)),
         prior.open_edges.filter(pl.col("unit").is_in(reused)),
@@ -157,6 +161,21 @@ def _by_unit_order(old: pl.DataFrame, new: Mapping[str, pl.DataFrame]) -> pl.Dat
     if not parts:
         return old
     return pl.concat([parts[u] for u in sorted(parts)], rechunk=False)
+
+
+def _read_alike(
+    prior: State, unit: str, batch: incremental.Batch, files: Sequence[FileInfo]
+) -> bool:
+    """Whether `batch`, a new read of `unit`, is what the prior state keeps of it."""
+    kept = prior.open_files.filter(pl.col("unit") == unit)
+    if not kept.height:
+        return False
+    then = {(r["rel"], r["size"], r["mtime_ns"]) for r in kept.iter_rows(named=True)}
+    if then != _fingerprint(f for f in files if f.unit == unit):
+        return False
+    edges = prior.open_edges.filter(pl.col("unit") == unit).drop("unit")
+    activity = prior.open_activity.filter(pl.col("unit") == unit).drop("unit")
+    return edges.equals(batch.edges) and activity.equals(batch.activity)
 
 
 def _with_unit(unit: str, frame: pl.DataFrame) -> pl.DataFrame:
