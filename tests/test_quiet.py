@@ -180,15 +180,21 @@ def test_decisions_expiring_bound_the_quiet_time(tmp_path: Path) -> None:
         decisions.Decision("web", "accept", "ok", "ops", expires=expires)
     )
     stable = {"api": ("Stable", moment)}
-    assert quiet.quiet_until(Settings(), stable, decided) == datetime(2026, 10, 2, 3, 0)
-    assert quiet.quiet_until(Settings(), stable, decisions.EMPTY) is None
+    assert quiet.quiet_until(Settings(), stable, decided, moment) == datetime(2026, 10, 2, 3, 0)
+    assert quiet.quiet_until(Settings(), stable, decisions.EMPTY, moment) is None
     # A Learning namespace is due to turn Stabilizing after two intervals, or Stable first
     # when the stabilization period is shorter than that.
     learning = {**stable, "db": ("Learning", moment)}
     hours = Settings(interval=timedelta(minutes=20), stabilization_period=timedelta(hours=6))
-    assert quiet.quiet_until(hours, learning, decided) == moment + timedelta(minutes=40)
+    assert quiet.quiet_until(hours, learning, decided, moment) == moment + timedelta(minutes=40)
     short = replace(hours, stabilization_period=timedelta(minutes=30))
-    assert quiet.quiet_until(short, learning, decided) == moment + timedelta(minutes=30)
+    assert quiet.quiet_until(short, learning, decided, moment) == moment + timedelta(minutes=30)
+    # Stabilizing past its period: held by its rhythm until new data comes, not by the clock.
+    held = {"batch": ("Stabilizing", moment - timedelta(hours=7))}
+    assert quiet.quiet_until(hours, held, decisions.EMPTY, moment) is None
+    assert quiet.quiet_until(hours, held, decided, moment) == datetime(2026, 10, 2, 3, 0)
+    # A decision that expired already sets no moment either.
+    assert quiet.quiet_until(hours, held, decided, datetime(2026, 10, 2, 4, 0)) is None
 
 
 def test_a_decision_saved_while_a_run_computes_is_not_skipped(

@@ -357,8 +357,9 @@ def _leave_marker(
     written: dict[str, bytes | None] = {**computation.files, **reports}
     written[record_file.FILE_NAME] = computation.record
     digest = quiet.fingerprint(inputs, computation.plan, written)
-    until = quiet.quiet_until(request.settings, computation.statuses, decisions.load(request.out))
     now = times.naive_utc(request.now)
+    settled = decisions.load(request.out)
+    until = quiet.quiet_until(request.settings, computation.statuses, settled, now)
     quiet.record(marker, generation=prior.generation, now=now, until=until, digest=digest)
 
 

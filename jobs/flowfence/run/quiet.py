@@ -142,19 +142,21 @@ def quiet_until(
     settings: Settings,
     statuses: Mapping[str, tuple[str, datetime]],
     decided: decisions.Decisions,
+    now: datetime,
 ) -> datetime | None:
-    """The first moment the clock alone may change a run's outputs: a Learning namespace turns
-    Stabilizing, a Stabilizing one Stable, a decision expires. None: never by the clock."""
-    interval, stabilization = (
-        settings.interval,
-        max(settings.stabilization_period, settings.interval),
-    )
+    """The first moment after `now` the clock alone may change a run's outputs: a Learning
+    namespace turns Stabilizing (or Stable), a Stabilizing one Stable, a decision expires.
+    None: never by the clock. A Stabilizing namespace past its stabilization period is held
+    there by its rhythm (a day or week of data not yet seen since its last change), which only
+    new data moves: it sets no moment."""
+    interval = settings.interval
+    stabilization = max(settings.stabilization_period, interval)  # as lifecycle.status
     # Learning turns Stabilizing after two intervals, or Stable at once if that comes first.
     due = {"Learning": min(2 * interval, stabilization), "Stabilizing": stabilization}
     moments = [updated + due[status] for status, updated in statuses.values() if status in due]
     expiries = [d.expires for d in decided.entries.values() if d.expires is not None]
     moments += [e if e.tzinfo is None else times.naive_utc(e) for e in expiries]
-    return min(moments, default=None)
+    return min((m for m in moments if m > now), default=None)
 
 
 def record(
