@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from conftest import CliResult, FlowLog
+from conftest import FlowLog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_state_support import (
+    LINKS,
     T0,
+    RunCli,
     comparable,
     flow_rows,
     has_rule,
+    ok,
     outputs,
     report,
     rules_of,
@@ -35,14 +38,6 @@ from flowfence.render import yaml_text
 from flowfence.run import quiet
 from flowfence.state import incremental
 from flowfence.state.tables import EDGES_SCHEMA
-
-RunCli = Callable[[Sequence[str]], CliResult]
-LINKS = [("web", "api", 8080), ("api", "db", 5432)]
-
-
-def ok(result: CliResult) -> CliResult:
-    assert result.code == 0, result.err
-    return result
 
 
 def test_incremental_equals_full_recomputation(tmp_path: Path, run_cli: RunCli) -> None:

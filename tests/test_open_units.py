@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-from conftest import CliResult, FlowLog
+from conftest import FlowLog
 from test_state_support import (
+    LINKS,
     T0,
+    RunCli,
     comparable,
     flow_rows,
     has_rule,
@@ -30,8 +31,6 @@ from test_state_support import (
 
 from flowfence.state import tables
 
-RunCli = Callable[[Sequence[str]], CliResult]
-LINKS = [("web", "api", 8080), ("api", "db", 5432)]
 DAY = T0 + timedelta(hours=24)
 _READ = re.compile(r"Read (\d+) files \((\d+) rows\) this run")
 

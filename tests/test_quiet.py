@@ -6,18 +6,20 @@ compute again, with the same result as a run that never stopped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult
 from test_state_support import (
+    LINKS,
     T0,
+    RunCli,
     flow_rows,
     has_rule,
+    ok,
     report,
     run_args,
     scope_file,
@@ -32,15 +34,8 @@ from flowfence.config.settings import Settings
 from flowfence.review import decisions
 from flowfence.run import pipeline, quiet
 
-RunCli = Callable[[Sequence[str]], CliResult]
-LINKS = [("web", "api", 8080), ("api", "db", 5432)]
 DAY = T0 + timedelta(hours=24)
 STOPPED = "Nothing new since"
-
-
-def ok(result: CliResult) -> CliResult:
-    assert result.code == 0, result.err
-    return result
 
 
 @pytest.fixture

@@ -12,19 +12,30 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import yaml
-from conftest import FlowLog
+from conftest import CliResult, FlowLog
 
 from flowfence.core import lock, partitions, times
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+# What the `run_cli` fixture (conftest.py) is, and the links most scenarios run.
+RunCli = Callable[[Sequence[str]], CliResult]
+LINKS = [("web", "api", 8080), ("api", "db", 5432)]
+
+
+def ok(result: CliResult) -> CliResult:
+    """`result` of a run that exited 0 (its stderr shown when not)."""
+    assert result.code == 0, result.err
+    return result
 
 
 def stamp(moment: datetime) -> str:
