@@ -150,5 +150,10 @@ def summary_counts(report: RunReport) -> dict[str, int]:
     }
 
 
+# The report files every run writes beside policies/: report.html for people, the JSON for
+# scripts (run/pipeline.py writes them, run/quiet.py digests them).
+FILES = ("report.json", "report.md", "report.html")
+
+
 def to_json(report: RunReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=True) + "\n"

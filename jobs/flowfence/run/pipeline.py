@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     pass
 
 Cached = yaml_files.Cached
-# The reports every run writes beside policies/ (report.html for people, the JSON for scripts).
-REPORTS = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
@@ -277,7 +275,7 @@ def run(request: RunRequest) -> RunResult:
         out = request.out
         # A symlink among the outputs is refused before the state moves on (atomic.py).
         record = record_file.FILE_NAME
-        atomic.check_writable(out, [*computation.files, *REPORTS, record])
+        atomic.check_writable(out, [*computation.files, *run_report.FILES, record])
         if computation.changed:
             held.commit(prior, computation.state)
         # The record first: a run killed before its policies leaves a record that still knows

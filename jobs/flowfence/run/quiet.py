@@ -30,13 +30,13 @@ from pathlib import Path
 from flowfence import __version__
 from flowfence.config.settings import Settings
 from flowfence.core import atomic, times
+from flowfence.report import run_report
 from flowfence.review import decisions
 from flowfence.review import written as record_file
 from flowfence.state import incremental, tables
 
 MARKER = "quiet.json"
 FORMAT = 1
-REPORTS = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ class Inputs:
     options: tuple[object, ...]  # prune_stale and other switches that change the outputs
     files: Mapping[str, Path | None]  # --namespaces, --inventory, --existing-policies
     out: Path
+
+
+def _files(root: Path) -> list[tuple[str, Path]]:
+    """Every file under `root` (none when it is not a directory), by relative path, sorted."""
+    if not root.is_dir():
+        return []
+    return sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
 
 
 class _Digest:
@@ -78,8 +85,8 @@ class _Digest:
         if path is None:
             self.part(label + ":none", b"")
         elif path.is_dir():
-            for item in sorted(p for p in path.rglob("*") if p.is_file()):
-                self.file(f"{label}/{item.relative_to(path).as_posix()}", item)
+            for rel, item in _files(path):
+                self.file(f"{label}/{rel}", item)
         else:
             self.file(label, path)
 
@@ -110,11 +117,9 @@ def taken(inputs: Inputs, state_dir: Path) -> str:
 def on_disk(out: Path) -> dict[str, bytes | None]:
     """What flowfence writes in `out` as it is there now (None: absent)."""
     found: dict[str, bytes | None] = {}
-    policies = out / "policies"
-    if policies.is_dir():
-        for item in sorted(p for p in policies.rglob("*") if p.is_file()):
-            found[f"policies/{item.relative_to(policies).as_posix()}"] = item.read_bytes()
-    for name in (*REPORTS, record_file.FILE_NAME):
+    for rel, item in _files(out / "policies"):
+        found[f"policies/{rel}"] = item.read_bytes()
+    for name in (*run_report.FILES, record_file.FILE_NAME):
         path = out / name
         found[name] = path.read_bytes() if path.is_file() else None
     return found

@@ -27,7 +27,7 @@ import polars as pl
 
 from flowfence.flows.sources import FileInfo
 from flowfence.state import incremental
-from flowfence.state.tables import State, empty_table
+from flowfence.state.tables import State
 
 MAX_UNITS = 24
 Read = Callable[[Sequence[FileInfo]], incremental.Batch]
@@ -41,12 +41,6 @@ class Kept:
     files: pl.DataFrame
     edges: pl.DataFrame
     activity: pl.DataFrame
-
-    @classmethod
-    def none(cls) -> Kept:
-        return cls(
-            empty_table("open_files"), empty_table("open_edges"), empty_table("open_activity")
-        )
 
 
 def _fingerprint(files: Iterable[FileInfo]) -> frozenset[tuple[str, int, int]]:
