@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from flowfence.core import sql
 from flowfence.core.errors import ExitCode, FlowInputError
-from flowfence.flows.encodings import FLOWS_SCHEMA
+from flowfence.flows import edges
+from flowfence.flows.encodings import EDGE_COLUMNS, FLOWS_SCHEMA, grouping, plan, view_schema
 from flowfence.flows.sources import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -669,3 +670,54 @@ def test_proto_names_any_case(name: str, rnd: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         con, _ = bind(write(Path(tmp) / "f.parquet", required(1, proto=[mixed])))
         assert column(con, "proto") == [name]
+
+
+# --- the edge columns alone (encodings.EDGE_COLUMNS) --------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hosts=st.lists(st.sampled_from(["node-1", "node-2", "-", ""]), min_size=1, max_size=8),
+    ports=st.lists(st.sampled_from(["http", "grpc", "-"]), min_size=1, max_size=8),
+)
+def test_edge_columns_view_gives_the_edges_of_the_full_view(
+    hosts: list[str], ports: list[str]
+) -> None:
+    """Rows that differ only in columns no edge query reads (host, the service port's name,
+    the started/completed counters) are one view row when only EDGE_COLUMNS are bound, and the
+    edges and the summary's row count are those of the full view."""
+    n = max(len(hosts), len(ports))
+    cols = required(
+        n,
+        dest_port=pa.array([80] * n, pa.int32()),
+        host=[hosts[i % len(hosts)] for i in range(n)],
+        dest_service_port=[ports[i % len(ports)] for i in range(n)],
+        num_flows=pa.array(range(1, n + 1), pa.int64()),
+        num_flows_started=pa.array(range(n), pa.int64()),
+        bytes_in=pa.array([10 * i for i in range(n)], pa.int64()),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        f = write(Path(tmp) / "f.parquet", cols)
+        full, lean = duckdb.connect(), duckdb.connect()
+        bind_flows(full, f)
+        bind_flows(lean, f, columns=EDGE_COLUMNS)
+        assert schema(lean) == view_schema(EDGE_COLUMNS)
+        assert {"host", "dest_service_port", "num_flows_started"}.isdisjoint(
+            lean.table("flows").columns
+        )
+        assert lean.sql("SELECT count(*), sum(rows) FROM flows").fetchall() == [(1, n)]
+        distinct = len({(hosts[i % len(hosts)], ports[i % len(ports)]) for i in range(n)})
+        assert full.sql("SELECT count(*) FROM flows").fetchall() == [(distinct,)]
+        assert edges.aggregate(lean).equals(edges.aggregate(full))
+        summary = sql.load("flows_summary").text
+        assert lean.sql(summary).fetchall() == full.sql(summary).fetchall()
+
+
+def test_a_grouping_needs_the_start_time_and_the_row_count(tmp_path: Path) -> None:
+    rel = duckdb.connect().read_parquet(str(write(tmp_path / "f.parquet", required(1))))
+    steps = plan(dict(zip(rel.columns, rel.types, strict=True)))
+    assert grouping(steps, "day", EDGE_COLUMNS).keys == grouping(steps, "day").keys
+    with pytest.raises(ValueError, match="rows"):
+        grouping(steps, "day", frozenset({"start_time", "dest_port"}))
+    with pytest.raises(ValueError, match="start_time"):
+        grouping(steps, "day", frozenset({"rows", "dest_port"}))

@@ -26,6 +26,7 @@ from flowfence.config.settings import load_settings
 from flowfence.core import database
 from flowfence.core.errors import ExitCode
 from flowfence.flows import edges, sources
+from flowfence.flows.encodings import EDGE_COLUMNS
 from flowfence.learn.exclude import known_tier_orders
 from flowfence.replay import audit as replay
 from flowfence.replay import render as replay_render
@@ -161,7 +162,7 @@ def replay_command(
     policy_set = dataclasses.replace(policy_set, warnings=(*policy_set.warnings, *notes))
     con = database.connect(limits)
     try:
-        sources.bind_flows(con, flows, since=since_at, until=until_at)
+        sources.bind_flows(con, flows, since=since_at, until=until_at, columns=EDGE_COLUMNS)
         frame = edges.aggregate(con, since=since_at, until=until_at)
     finally:
         con.close()

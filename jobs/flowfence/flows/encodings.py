@@ -275,18 +275,39 @@ HOURLY_COLUMNS = frozenset(
      "dest_namespace", "num_flows", "rows"}
 )  # fmt: skip
 
+# The columns state_edges.sql reads: the run's and replay's view binds only these. A raw
+# column no query reads is not merely carried: as a GROUP BY key it splits groups and widens
+# every row of the hash table (`host` and `dest_service_port` doubled the scan of 20M rows).
+EDGE_COLUMNS = frozenset(
+    {"start_time", "end_time", "reporter", "action", "source_type", "source_namespace",
+     "source_name_aggr", "source_ip", "source_labels", "dest_type", "dest_namespace",
+     "dest_name_aggr", "dest_ip", "dest_labels", "dest_port", "proto",
+     "dest_service_namespace", "dest_service_name", "dest_service_port_num", "dest_domains",
+     "enforced_policies", "pending_policies", "num_flows", "bytes_in", "bytes_out",
+     "packets_in", "packets_out", "rows"}
+)  # fmt: skip
 
-def grouping(steps: Plan, grain: str = "day") -> Grouping:
+
+def view_schema(columns: frozenset[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """FLOWS_SCHEMA, or the part of it naming `columns` (in FLOWS_SCHEMA's order)."""
+    return FLOWS_SCHEMA if columns is None else tuple(c for c in FLOWS_SCHEMA if c[0] in columns)
+
+
+def grouping(steps: Plan, grain: str = "day", columns: frozenset[str] | None = None) -> Grouping:
     """The pre-aggregated form of `projection(steps)`: the same view rows merged per raw key
     and UTC `grain` ("day" or "hour") of start_time. Exact for every measure sql/ computes over
     the view at that grain or coarser (min, max, sums, distinct days, raw rows as sum(rows)),
-    because each fragment is a function of raw values. With grain "hour" only the columns of
-    HOURLY_COLUMNS are kept: the hourly activity needs few, and grouping every key per hour
-    multiplies the groups by the hours an edge is seen in."""
+    because each fragment is a function of raw values. Only the view columns in `columns`
+    are kept (all when None; HOURLY_COLUMNS with grain "hour": the hourly activity needs few,
+    and grouping every key per hour multiplies the groups by the hours an edge is seen in)."""
     if grain not in ("day", "hour"):
         raise ValueError(f"grain must be day or hour, not {grain!r}")
     if grain == "hour":
-        steps = tuple(step for step in steps if step[0] in HOURLY_COLUMNS)
+        columns = HOURLY_COLUMNS
+    if columns is not None:
+        if missing := {_FIRST, "rows"} - columns:
+            raise ValueError(f"a grouping needs the view columns {sorted(missing)}")
+        steps = tuple(step for step in steps if step[0] in columns)
     by_out = {out: (section, column) for out, section, column in steps}
     rows: dict[str, str] = {}
     measures: dict[str, str] = {}

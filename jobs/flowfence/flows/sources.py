@@ -16,7 +16,8 @@ The view is pre-aggregated (encodings.grouping): raw rows in the window are grou
 raw key columns and UTC day, the normalising fragments run once per group, and the column
 `rows` says how many raw rows a view row stands for (count them as sum(rows)). Binding reads
 the files once into a temporary table, about one row per edge and day, which every query
-after it reads. The hourly activity has its own narrow view, `flows_hourly`.
+after it reads. The hourly activity has its own narrow view, `flows_hourly`. A caller that
+runs the edge query alone binds only its columns (`columns=encodings.EDGE_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ def bind_flows(
     since: datetime | None = None,
     until: datetime | None = None,
     view: str = "flows",
+    columns: frozenset[str] | None = None,
 ) -> FlowSource:
     """Bind the flow logs at `path` as temporary view `view`, rows in [since, until) only.
 
     A raw row is in the window when end_time >= since and start_time < until. The view holds
     one row per distinct raw key and UTC day of start_time (see the module docstring). Raises
     FlowInputError for input that breaks the contract; an empty window is an empty view.
+    `columns`: only these view columns (`encodings.EDGE_COLUMNS` for the edge query alone),
+    all of FLOWS_SCHEMA when None.
     """
     if not _VIEW.fullmatch(view):
         raise ValueError(f"bad view name {view!r}")
@@ -91,7 +95,7 @@ def bind_flows(
         raise FlowInputError(f"flow logs: {path}: the Parquet files hold no rows")
     files = sorted(f for f in kept if rows[f] > 0)
     groups, found = _plan_files(con, files)
-    _bind(con, view, groups, _Window(lo, hi))
+    _bind(con, view, groups, _Window(lo, hi), columns)
     return FlowSource(files=tuple(files), hive=hive, columns=frozenset(found))
 
 
@@ -255,14 +259,16 @@ def _bind(
     view: str,
     groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
     window: _Window,
+    columns: frozenset[str] | None = None,
 ) -> None:
     """Materialise the pre-aggregated rows (one per raw key and day) as a temporary table and
     bind it as `view`: the files are read once, however many queries follow; a large table
     spills to DuckDB's temp_directory like any other. The hourly activity view (`view`
     + "_hourly", a few columns per hour) is bound lazily: its one query reads the files'
-    few columns it needs, cheaper than grouping every key per hour."""
+    few columns it needs, cheaper than grouping every key per hour. `columns`: the view
+    columns to bind (encodings.view_schema), all when None."""
     staged, table = f"flowfence_{view}_staged", f"flowfence_{view}"
-    con.register(staged, _relation(con, groups, window, "day"))
+    con.register(staged, _relation(con, groups, window, "day", columns))
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {staged}")
     finally:
@@ -276,6 +282,7 @@ def _relation(
     groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
     window: _Window,
     grain: str,
+    columns: frozenset[str] | None = None,
 ) -> duckdb.DuckDBPyRelation:
     """The view over all file groups: per group, the window filter on raw rows, then the
     pre-aggregation of encodings.grouping (raw keys and `grain`), then the normalising
@@ -283,7 +290,7 @@ def _relation(
     rel: duckdb.DuckDBPyRelation | None = None
     start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
     for (steps, _), files in groups.items():
-        plan = encodings.grouping(steps, grain)
+        plan = encodings.grouping(steps, grain, columns)
         part = con.read_parquet([_pattern(f) for f in files], hive_partitioning=False)
         part = part.select(*plan.rows)
         if window.lo is not None:
@@ -295,9 +302,7 @@ def _relation(
         keys = ", ".join(f'"{k}"' for k in plan.keys)
         part = part.aggregate(list(plan.measures), keys).select(*plan.view)
         rel = part if rel is None else rel.union(part)
-    schema = encodings.FLOWS_SCHEMA
-    if grain == "hour":
-        schema = tuple(c for c in schema if c[0] in encodings.HOURLY_COLUMNS)
+    schema = encodings.view_schema(encodings.HOURLY_COLUMNS if grain == "hour" else columns)
     if rel is None:
         rel = con.sql(encodings.sections()["empty"]).select(
             *(duckdb.ColumnExpression(name) for name, _ in schema)
@@ -372,11 +377,12 @@ def bind_files(
     until: datetime | None = None,
     end_before: datetime | None = None,
     view: str = "flows",
+    columns: frozenset[str] | None = None,
 ) -> FlowSource:
     """Bind exactly `files` (absolute paths, e.g. from `list_files`) as view `view`, rows in
     [since, until) only, like `bind_flows` but without listing or pruning. `end_before`: only
     rows with end_time < end_before (a backfill reads the rows a previous read left out). No
-    files, or files without rows, give an empty view."""
+    files, or files without rows, give an empty view. `columns` as for `bind_flows`."""
     if not _VIEW.fullmatch(view):
         raise ValueError(f"bad view name {view!r}")
     lo, hi = times.window_bound(since, "since"), times.window_bound(until, "until")
@@ -386,5 +392,5 @@ def bind_files(
     kept = [f for f in wanted if rows[f] > 0]
     groups, found = _plan_files(con, kept)
     window = _Window(lo, hi, times.window_bound(end_before, "end_before"))
-    _bind(con, view, groups, window)
+    _bind(con, view, groups, window, columns)
     return FlowSource(files=tuple(kept), hive=False, columns=frozenset(found))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from flowfence.flows import spark_engine
+from flowfence.flows import encodings, spark_engine
 from flowfence.flows.edges import EDGE_QUERY, KEY_COLUMNS, fetch, key_codes, sort_by_key
 from flowfence.flows.sources import FileInfo, bind_files
 from flowfence.state.tables import ACTIVITY_SCHEMA, EDGES_SCHEMA, FILES_SCHEMA, State
@@ -227,6 +227,7 @@ def read(
             since=since.replace(tzinfo=UTC),
             until=until.replace(tzinfo=UTC),
             end_before=end_before.replace(tzinfo=UTC) if end_before else None,
+            columns=encodings.EDGE_COLUMNS,
         )
         params = {"since": since, "until": until, "end_before": end_before}
         edges = fetch(con, EDGE_QUERY, EDGES_SCHEMA, **params)
