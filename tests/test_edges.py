@@ -258,3 +258,27 @@ def test_key_codes_pack_the_key_into_few_64_bit_words() -> None:
     keys = frame.select(edges.KEY_COLUMNS)
     assert codes.n_unique() == keys.n_unique()
     assert pl.concat([keys, codes], how="horizontal").n_unique() == keys.n_unique()
+
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.lists(st.one_of(_WORDS, _ANY_TEXT), max_size=4),
+            st.lists(st.one_of(st.none(), _ANY_TEXT), max_size=3),
+        ),
+        max_size=30,
+    )
+)
+def test_a_list_column_ranks_as_polars_ranks_it(values: list[list[str | None] | None]) -> None:
+    """Issue 12 (steady hour): key_codes ranks a column over its distinct values, joined back
+    to the rows; the ranks are Polars' own over the rows, also for prefixes, empty strings,
+    control characters, empty and null lists and null elements, and for strings."""
+    column = pl.Series("labels", values, dtype=pl.List(pl.String()))
+    assert edges.dense_rank(column).to_list() == column.rank("dense").to_list()
+    text = column.list.first()
+    assert edges.dense_rank(text).to_list() == text.rank("dense").to_list()
