@@ -277,7 +277,8 @@ HOURLY_COLUMNS = frozenset(
 
 # The columns state_edges.sql reads: the run's and replay's view binds only these. A raw
 # column no query reads is not merely carried: as a GROUP BY key it splits groups and widens
-# every row of the hash table (`host` and `dest_service_port` doubled the scan of 20M rows).
+# every row of the hash table (a distinct over 20M raw keys: 21.8 s with `host` and
+# `dest_service_port`, 12.3 s without).
 EDGE_COLUMNS = frozenset(
     {"start_time", "end_time", "reporter", "action", "source_type", "source_namespace",
      "source_name_aggr", "source_ip", "source_labels", "dest_type", "dest_namespace",
