@@ -123,8 +123,8 @@ def remote(edges: pl.DataFrame, settings: RuleSettings) -> pl.DataFrame:
         pl.when(pl.col("scope").is_in(["Private", "Public", "Domains"]))
         .then(pl.col("r_ip"))
         .alias("item"),
-        # Only a network set's rule reads its peer's labels: carrying every edge's label list
-        # into the groups held one list per edge (hundreds of MB at 500k edges).
+        # Only a network set's rule reads its peer's labels: the groups collected every edge's
+        # label list, one list per edge, whatever its peer.
         pl.when(pl.col("scope") == "NetworkSet").then(pl.col("labels")).alias("labels"),
     )
     if enterprise:
