@@ -713,11 +713,13 @@ def test_edge_columns_view_gives_the_edges_of_the_full_view(
         assert lean.sql(summary).fetchall() == full.sql(summary).fetchall()
 
 
-def test_a_grouping_needs_the_start_time_and_the_row_count(tmp_path: Path) -> None:
+def test_a_grouping_needs_both_times_and_the_row_count(tmp_path: Path) -> None:
     rel = duckdb.connect().read_parquet(str(write(tmp_path / "f.parquet", required(1))))
     steps = plan(dict(zip(rel.columns, rel.types, strict=True)))
     assert grouping(steps, "day", EDGE_COLUMNS).keys == grouping(steps, "day").keys
     with pytest.raises(ValueError, match="rows"):
-        grouping(steps, "day", frozenset({"start_time", "dest_port"}))
+        grouping(steps, "day", frozenset({"start_time", "end_time", "dest_port"}))
     with pytest.raises(ValueError, match="start_time"):
-        grouping(steps, "day", frozenset({"rows", "dest_port"}))
+        grouping(steps, "day", frozenset({"end_time", "rows", "dest_port"}))
+    with pytest.raises(ValueError, match="end_time"):
+        grouping(steps, "day", frozenset({"start_time", "rows", "dest_port"}))

@@ -306,7 +306,8 @@ def grouping(steps: Plan, grain: str = "day", columns: frozenset[str] | None = N
     if grain == "hour":
         columns = HOURLY_COLUMNS
     if columns is not None:
-        if missing := {_FIRST, "rows"} - columns:
+        # The window filters raw rows on both times (sources.py), the view counts `rows`.
+        if missing := {_FIRST, _LAST, "rows"} - columns:
             raise ValueError(f"a grouping needs the view columns {sorted(missing)}")
         steps = tuple(step for step in steps if step[0] in columns)
     by_out = {out: (section, column) for out, section, column in steps}
