@@ -289,6 +289,12 @@ EDGE_COLUMNS = frozenset(
 )  # fmt: skip
 
 
+def bound_columns(grain: str, columns: frozenset[str] | None) -> frozenset[str] | None:
+    """The view columns a grouping at `grain` keeps: HOURLY_COLUMNS per hour, else `columns`
+    (None: all)."""
+    return HOURLY_COLUMNS if grain == "hour" else columns
+
+
 def view_schema(columns: frozenset[str] | None = None) -> tuple[tuple[str, str], ...]:
     """FLOWS_SCHEMA, or the part of it naming `columns` (in FLOWS_SCHEMA's order)."""
     return FLOWS_SCHEMA if columns is None else tuple(c for c in FLOWS_SCHEMA if c[0] in columns)
@@ -303,8 +309,7 @@ def grouping(steps: Plan, grain: str = "day", columns: frozenset[str] | None = N
     and grouping every key per hour multiplies the groups by the hours an edge is seen in)."""
     if grain not in ("day", "hour"):
         raise ValueError(f"grain must be day or hour, not {grain!r}")
-    if grain == "hour":
-        columns = HOURLY_COLUMNS
+    columns = bound_columns(grain, columns)
     if columns is not None:
         # The window filters raw rows on both times (sources.py), the view counts `rows`.
         if missing := {_FIRST, _LAST, "rows"} - columns:

@@ -302,7 +302,7 @@ def _relation(
         keys = ", ".join(f'"{k}"' for k in plan.keys)
         part = part.aggregate(list(plan.measures), keys).select(*plan.view)
         rel = part if rel is None else rel.union(part)
-    schema = encodings.view_schema(encodings.HOURLY_COLUMNS if grain == "hour" else columns)
+    schema = encodings.view_schema(encodings.bound_columns(grain, columns))
     if rel is None:
         rel = con.sql(encodings.sections()["empty"]).select(
             *(duckdb.ColumnExpression(name) for name, _ in schema)
