@@ -191,6 +191,13 @@ date_trunc('hour', {col})
 -- fragment (lower-cased), {col} the raw IP column.
 CASE WHEN {type} = 'net' THEN {col} END
 
+-- section: row_hash
+-- a list, struct or map key column as its 64-bit hash, for grouping (flows/hashed_keys.py): a
+-- wide nested key makes every hash-table row wide and every comparison slow, and past DuckDB's
+-- memory limit the whole pre-aggregation spills. The value is joined back per group from a
+-- lookup of each hash to its value, checked to hold one value per hash.
+hash({col})
+
 -- section: group_first
 min({col})
 

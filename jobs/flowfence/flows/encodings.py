@@ -97,6 +97,10 @@ FLOWS_SCHEMA: tuple[tuple[str, str], ...] = (
     ("rows", "BIGINT"),
 )
 
+# Kinds whose raw columns hold lists, structs or maps: as GROUP BY keys of the pre-aggregation
+# they can be grouped on a hash (grouping's `hashed`).
+_NESTED: frozenset[str] = frozenset({"labels", "domains", "policies"})
+
 # Measures of a view row: how the per-row values combine when raw rows are grouped.
 _FIRST, _LAST = "start_time", "end_time"
 COUNTERS: tuple[str, ...] = tuple(c for c, kind in OPTIONAL.items() if kind == "counter")
@@ -300,21 +304,52 @@ def view_schema(columns: frozenset[str] | None = None) -> tuple[tuple[str, str],
     return FLOWS_SCHEMA if columns is None else tuple(c for c in FLOWS_SCHEMA if c[0] in columns)
 
 
-def grouping(steps: Plan, grain: str = "day", columns: frozenset[str] | None = None) -> Grouping:
+def _kept(steps: Plan, grain: str, columns: frozenset[str] | None) -> Plan:
+    """The steps of the view columns a grouping at `grain` keeps (bound_columns)."""
+    if grain not in ("day", "hour"):
+        raise ValueError(f"grain must be day or hour, not {grain!r}")
+    columns = bound_columns(grain, columns)
+    if columns is None:
+        return steps
+    # The window filters raw rows on both times (sources.py), the view counts `rows`.
+    if missing := {_FIRST, _LAST, "rows"} - columns:
+        raise ValueError(f"a grouping needs the view columns {sorted(missing)}")
+    return tuple(step for step in steps if step[0] in columns)
+
+
+def nested_keys(
+    steps: Plan, grain: str = "day", columns: frozenset[str] | None = None
+) -> tuple[str, ...]:
+    """The raw key columns of `grouping(steps, grain, columns)` that hold lists, structs or
+    maps (labels, domains, policies), sorted: the ones worth grouping by hash (`hashed`)."""
+    kept = _kept(steps, grain, columns)
+    return tuple(sorted({c for _, _, c in kept if c is not None and OPTIONAL.get(c) in _NESTED}))
+
+
+def hash_key(column: str) -> str:
+    """The name of the 64-bit hash of raw `column` in a grouping by hash (never a raw name)."""
+    return f"__hash_{column}"
+
+
+def grouping(
+    steps: Plan,
+    grain: str = "day",
+    columns: frozenset[str] | None = None,
+    hashed: frozenset[str] = frozenset(),
+) -> Grouping:
     """The pre-aggregated form of `projection(steps)`: the same view rows merged per raw key
     and UTC `grain` ("day" or "hour") of start_time. Exact for every measure sql/ computes over
     the view at that grain or coarser (min, max, sums, distinct days, raw rows as sum(rows)),
     because each fragment is a function of raw values. Only the view columns in `columns`
     are kept (all when None; HOURLY_COLUMNS with grain "hour": the hourly activity needs few,
-    and grouping every key per hour multiplies the groups by the hours an edge is seen in)."""
-    if grain not in ("day", "hour"):
-        raise ValueError(f"grain must be day or hour, not {grain!r}")
-    columns = bound_columns(grain, columns)
-    if columns is not None:
-        # The window filters raw rows on both times (sources.py), the view counts `rows`.
-        if missing := {_FIRST, _LAST, "rows"} - columns:
-            raise ValueError(f"a grouping needs the view columns {sorted(missing)}")
-        steps = tuple(step for step in steps if step[0] in columns)
+    and grouping every key per hour multiplies the groups by the hours an edge is seen in).
+
+    hashed: raw key columns (of `nested_keys`) grouped on their hash (`hash_key`) instead of
+    their value; the view then reads the raw column from a join the caller adds between
+    `measures` and `view`, on a lookup of each hash to its one value (hashed_keys.py)."""
+    steps = _kept(steps, grain, columns)
+    if stray := hashed - set(nested_keys(steps)):
+        raise ValueError(f"only nested key columns can be hashed, not {sorted(stray)}")
     by_out = {out: (section, column) for out, section, column in steps}
     rows: dict[str, str] = {}
     measures: dict[str, str] = {}
@@ -335,6 +370,8 @@ def grouping(steps: Plan, grain: str = "day", columns: frozenset[str] | None = N
             if column is not None and column in _NET_TYPE:
                 kind = fragment(*by_out[_NET_TYPE[column]])
                 rows[column] = fragment("row_net_ip", column).replace("{type}", f"({kind})")
+            elif column in hashed:
+                rows[hash_key(column)] = fragment("row_hash", column)
             elif column is not None:
                 rows[column] = f'"{column}"'
             view.append(duckdb.SQLExpression(fragment(section, column)).alias(out))

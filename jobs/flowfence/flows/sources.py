@@ -32,13 +32,12 @@ import duckdb
 
 from flowfence.core import ingest_commits, objects, objectstore, partitions, times
 from flowfence.core.errors import FlowInputError
-from flowfence.flows import encodings
+from flowfence.flows import encodings, pregroup
 
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(encodings.REQUIRED)
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(encodings.OPTIONAL)
 
 _VIEW = re.compile(r"[a-z_]+")
-_GLOB = re.compile(r"([\[*?])")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LISTED = 3  # files named in a message before "and N more"
 
@@ -95,7 +94,7 @@ def bind_flows(
         raise FlowInputError(f"flow logs: {path}: the Parquet files hold no rows")
     files = sorted(f for f in kept if rows[f] > 0)
     groups, found = _plan_files(con, files)
-    _bind(con, view, groups, _Window(lo, hi), columns)
+    _bind(con, view, groups, pregroup.Window(lo, hi), columns)
     return FlowSource(files=tuple(files), hive=hive, columns=frozenset(found))
 
 
@@ -177,11 +176,6 @@ def _overlaps(part: _Part, lo: datetime | None, hi: datetime | None) -> bool:
     return partitions.meets(part.start, part.end, lo, hi)
 
 
-def _pattern(file: str) -> str:
-    """DuckDB treats every listed path as a glob; bracket the metacharacters to match literally."""
-    return _GLOB.sub(r"[\1]", file)
-
-
 def _unreadable(file: str, exc: duckdb.Error) -> FlowInputError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return FlowInputError(f"flow logs: {file}: not a readable Parquet file ({reason})")
@@ -193,11 +187,11 @@ def _row_counts(con: duckdb.DuckDBPyConnection, files: list[str]) -> dict[str, i
         return {}
     query = "SELECT file_name, num_rows FROM parquet_file_metadata($files)"
     try:
-        found = con.sql(query, params={"files": [_pattern(f) for f in files]}).fetchall()
+        found = con.sql(query, params={"files": [pregroup.pattern(f) for f in files]}).fetchall()
     except duckdb.Error:
         for file in files:
             try:
-                con.sql(query, params={"files": [_pattern(file)]}).fetchall()
+                con.sql(query, params={"files": [pregroup.pattern(file)]}).fetchall()
             except duckdb.Error as exc:
                 raise _unreadable(file, exc) from None
         raise
@@ -210,12 +204,12 @@ def _plan_files(
 ) -> tuple[dict[tuple[encodings.Plan, tuple[str, ...]], list[str]], set[str]]:
     """Group files by normalisation plan (and exact input types, so a group reads as one)."""
     contract = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
-    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]] = {}
+    groups: pregroup.Groups = {}
     found: set[str] = set()
     lacking: dict[str, list[str]] = {}
     for file in files:
         try:
-            rel = con.read_parquet(_pattern(file), hive_partitioning=False)
+            rel = con.read_parquet(pregroup.pattern(file), hive_partitioning=False)
             types = {c: t for c, t in zip(rel.columns, rel.types, strict=True) if c in contract}
         except duckdb.Error as exc:
             raise _unreadable(file, exc) from None
@@ -244,21 +238,11 @@ def _missing(lacking: dict[str, list[str]]) -> FlowInputError:
     return FlowInputError(f"flow logs: missing required {label} {', '.join(columns)} in {where}")
 
 
-@dataclass(frozen=True)
-class _Window:
-    """The rows a view holds: end_time >= lo, start_time < hi, end_time < end_before (naive
-    UTC, None for an open end). Applied to raw rows, before they are grouped."""
-
-    lo: datetime | None = None
-    hi: datetime | None = None
-    end_before: datetime | None = None
-
-
 def _bind(
     con: duckdb.DuckDBPyConnection,
     view: str,
-    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
-    window: _Window,
+    groups: pregroup.Groups,
+    window: pregroup.Window,
     columns: frozenset[str] | None = None,
 ) -> None:
     """Materialise the pre-aggregated rows (one per raw key and day) as a temporary table and
@@ -268,49 +252,13 @@ def _bind(
     few columns it needs, cheaper than grouping every key per hour. `columns`: the view
     columns to bind (encodings.view_schema), all when None."""
     staged, table = f"flowfence_{view}_staged", f"flowfence_{view}"
-    con.register(staged, _relation(con, groups, window, "day", columns))
+    con.register(staged, pregroup.relation(con, groups, window, "day", columns, prefix=table))
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {staged}")
     finally:
         con.unregister(staged)
     con.register(view, con.table(table))
-    con.register(f"{view}_hourly", _relation(con, groups, window, "hour"))
-
-
-def _relation(
-    con: duckdb.DuckDBPyConnection,
-    groups: dict[tuple[encodings.Plan, tuple[str, ...]], list[str]],
-    window: _Window,
-    grain: str,
-    columns: frozenset[str] | None = None,
-) -> duckdb.DuckDBPyRelation:
-    """The view over all file groups: per group, the window filter on raw rows, then the
-    pre-aggregation of encodings.grouping (raw keys and `grain`), then the normalising
-    fragments once per group."""
-    rel: duckdb.DuckDBPyRelation | None = None
-    start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
-    for (steps, _), files in groups.items():
-        plan = encodings.grouping(steps, grain, columns)
-        part = con.read_parquet([_pattern(f) for f in files], hive_partitioning=False)
-        part = part.select(*plan.rows)
-        if window.lo is not None:
-            part = part.filter(end >= duckdb.ConstantExpression(window.lo))
-        if window.hi is not None:
-            part = part.filter(start < duckdb.ConstantExpression(window.hi))
-        if window.end_before is not None:
-            part = part.filter(end < duckdb.ConstantExpression(window.end_before))
-        keys = ", ".join(f'"{k}"' for k in plan.keys)
-        part = part.aggregate(list(plan.measures), keys).select(*plan.view)
-        rel = part if rel is None else rel.union(part)
-    schema = encodings.view_schema(encodings.bound_columns(grain, columns))
-    if rel is None:
-        rel = con.sql(encodings.sections()["empty"]).select(
-            *(duckdb.ColumnExpression(name) for name, _ in schema)
-        )
-    got = tuple(zip(rel.columns, map(str, rel.types), strict=True))
-    if got != schema:
-        raise AssertionError(f"flows_normalise.sql drifted from FLOWS_SCHEMA: {got}")
-    return rel
+    con.register(f"{view}_hourly", pregroup.relation(con, groups, window, "hour", prefix=table))
 
 
 # ---- incremental runs: list the files with their partition span, bind an explicit list ----
@@ -391,6 +339,6 @@ def bind_files(
     rows = _row_counts(con, wanted)
     kept = [f for f in wanted if rows[f] > 0]
     groups, found = _plan_files(con, kept)
-    window = _Window(lo, hi, times.window_bound(end_before, "end_before"))
+    window = pregroup.Window(lo, hi, times.window_bound(end_before, "end_before"))
     _bind(con, view, groups, window, columns)
     return FlowSource(files=tuple(kept), hive=False, columns=frozenset(found))

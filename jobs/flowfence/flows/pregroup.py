@@ -1,0 +1,134 @@
+"""The pre-aggregated relation behind the `flows` views, with nested keys grouped by hash.
+
+sources.py binds the views; this module builds the relation they read: per group of files
+that share a plan, the window filter on raw rows, the GROUP BY of encodings.grouping (raw key
+and UTC day or hour), then the normalising select once per group.
+
+Four raw key columns hold lists or structs (both label sets, the domains, the policy hits).
+As GROUP BY keys they make every hash-table row several hundred bytes wide and every probe a
+comparison of lists, and once the table outgrows DuckDB's memory limit the whole
+pre-aggregation spills. Measured on 20M rows with 505k distinct keys (memory_limit 1GB, two
+threads): the raw keys with four measures took 26.8 s and wrote 2.9 GB to the temp
+directory; with the four columns replaced by their hashes, 8.0 s and nothing written. So
+those columns are grouped on their 64-bit hash (encodings.grouping's `hashed`), and each
+group gets its value back from a lookup: the distinct (hash, value) pairs of the same files,
+a few thousand rows.
+
+A hash that two values share would merge two different edges into one. Each lookup is
+therefore checked before it is used, and a column with any shared hash is grouped on its
+value, as before: slower, never wrong. Flow logs are untrusted, and DuckDB's hash is not
+keyed, so a crafted collision is possible; it costs that column its speed-up, nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from flowfence.flows import encodings
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows a view holds: end_time >= lo, start_time < hi, end_time < end_before (naive
+    UTC, None for an open end). Applied to raw rows, before they are grouped."""
+
+    lo: datetime | None = None
+    hi: datetime | None = None
+    end_before: datetime | None = None
+
+
+_GLOB = re.compile(r"([\[*?])")
+
+Groups = dict[tuple[encodings.Plan, tuple[str, ...]], list[str]]
+
+
+def pattern(file: str) -> str:
+    """DuckDB treats every listed path as a glob; bracket the metacharacters to match literally."""
+    return _GLOB.sub(r"[\1]", file)
+
+
+def relation(
+    con: duckdb.DuckDBPyConnection,
+    groups: Groups,
+    window: Window,
+    grain: str,
+    columns: frozenset[str] | None = None,
+    *,
+    prefix: str = "flowfence_flows",
+) -> duckdb.DuckDBPyRelation:
+    """The view over all file groups: per group, the window filter on raw rows, the
+    pre-aggregation of encodings.grouping (raw keys, nested ones by hash, and `grain`), the
+    nested values joined back, then the normalising fragments once per group. `prefix` names
+    the lookup tables (temporary tables of this connection, `<prefix>_<group>_<column>`)."""
+    rel: duckdb.DuckDBPyRelation | None = None
+    start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
+    for index, ((steps, _), files) in enumerate(groups.items()):
+        patterns = [pattern(f) for f in files]
+
+        def read(patterns: list[str] = patterns) -> duckdb.DuckDBPyRelation:
+            return con.read_parquet(patterns, hive_partitioning=False)
+
+        nested = encodings.nested_keys(steps, grain, columns)
+        tables = lookups(con, read, nested, f"{prefix}_{index}")
+        plan = encodings.grouping(steps, grain, columns, frozenset(tables))
+        part = read().select(*plan.rows)
+        if window.lo is not None:
+            part = part.filter(end >= duckdb.ConstantExpression(window.lo))
+        if window.hi is not None:
+            part = part.filter(start < duckdb.ConstantExpression(window.hi))
+        if window.end_before is not None:
+            part = part.filter(end < duckdb.ConstantExpression(window.end_before))
+        keys = ", ".join(f'"{k}"' for k in plan.keys)
+        part = part.aggregate(list(plan.measures), keys)
+        for column, table in sorted(tables.items()):
+            # Left: a group whose hash the lookup lacked would keep its row (and fail the
+            # normalising select's types loudly) rather than vanish; the lookup reads the same
+            # files without the window, so it holds every hash a group can have.
+            part = part.join(con.table(table), encodings.hash_key(column), how="left")
+        part = part.select(*plan.view)
+        rel = part if rel is None else rel.union(part)
+    schema = encodings.view_schema(encodings.bound_columns(grain, columns))
+    if rel is None:
+        rel = con.sql(encodings.sections()["empty"]).select(
+            *(duckdb.ColumnExpression(name) for name, _ in schema)
+        )
+    got = tuple(zip(rel.columns, map(str, rel.types), strict=True))
+    if got != schema:
+        raise AssertionError(f"flows_normalise.sql drifted from FLOWS_SCHEMA: {got}")
+    return rel
+
+
+def lookups(
+    con: duckdb.DuckDBPyConnection,
+    read: Callable[[], duckdb.DuckDBPyRelation],
+    columns: Sequence[str],
+    prefix: str,
+) -> dict[str, str]:
+    """For each raw column of `columns`, the distinct (hash, value) pairs of the rows `read`
+    gives, as temporary table `<prefix>_<column>`; returns {column: table} for the columns whose
+    every hash stands for one value (the others are left to group on their value)."""
+    usable: dict[str, str] = {}
+    for column in columns:
+        table = f"{prefix}_{column}"
+        name = encodings.hash_key(column)
+        pairs = read().select(
+            duckdb.SQLExpression(encodings.fragment("row_hash", column)).alias(name),
+            duckdb.ColumnExpression(column),
+        )
+        staged = f"{table}_staged"
+        con.register(staged, pairs.distinct())
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM {staged}")
+        finally:
+            con.unregister(staged)
+        shared = con.table(table).aggregate(f'count(*) - count(DISTINCT "{name}")').fetchall()
+        if shared[0][0] == 0:
+            usable[column] = table
+        else:
+            con.execute(f"DROP TABLE {table}")
+    return usable

@@ -1,0 +1,234 @@
+"""The pre-aggregation groups nested key columns by hash (flows/pregroup.py), exactly.
+
+A 64-bit collision cannot be produced on purpose here, so the fallback is exercised by
+swapping the `row_hash` fragment for a weak hash that collides by construction: the bound view
+must not change, whichever columns end up grouped by hash and whichever by value.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowfence.flows import edges, encodings, pregroup
+from flowfence.flows.sources import bind_flows
+
+T0 = datetime(2024, 3, 1, 10, 0)
+NESTED = ("dest_domains", "dest_labels", "policies", "source_labels")
+_STRUCT_LABELS = pa.struct([("labels", pa.list_(pa.string()))])
+_STRUCT_POLICIES = pa.struct(
+    [("enforced_policies", pa.list_(pa.string())), ("pending_policies", pa.list_(pa.string()))]
+)
+# Weak stand-ins for DuckDB's hash: every value of a column shares one, or values of the same
+# printed length do.
+CONSTANT = "CAST(0 AS UBIGINT)"
+BY_LENGTH = "CAST(length(CAST({col} AS VARCHAR)) AS UBIGINT)"
+
+
+def rows(n: int, **over: Any) -> dict[str, Any]:
+    cols: dict[str, Any] = {
+        "start_time": pa.array([T0 + timedelta(minutes=i) for i in range(n)], pa.timestamp("us")),
+        "end_time": pa.array([T0 + timedelta(minutes=i + 1) for i in range(n)], pa.timestamp("us")),
+        "source_type": ["wep"] * n,
+        "source_namespace": ["shop"] * n,
+        "source_name_aggr": ["web-*"] * n,
+        "dest_type": ["wep"] * n,
+        "dest_namespace": ["db"] * n,
+        "dest_name_aggr": ["pg-*"] * n,
+        "dest_port": pa.array([5432] * n, pa.int32()),
+        "proto": ["tcp"] * n,
+        "action": ["allow"] * n,
+        "reporter": ["src"] * n,
+        "num_flows": pa.array(range(1, n + 1), pa.int64()),
+    }
+    cols.update(over)
+    return cols
+
+
+def write(path: Path, cols: dict[str, Any]) -> Path:
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+@contextmanager
+def row_hash(text: str | None) -> Iterator[None]:
+    """Bind with `text` as the row_hash fragment ({col}: the raw column); None: DuckDB's."""
+    if text is None:
+        yield
+        return
+    real = encodings.fragment
+
+    def fragment(section: str, column: str | None) -> str:
+        if section == "row_hash":
+            return text.replace("{col}", f'"{column}"')
+        return real(section, column)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(encodings, "fragment", fragment)
+        yield
+
+
+def view(path: Path, hash_text: str | None, **kw: Any) -> tuple[list[tuple[Any, ...]], Any]:
+    """The bound view's rows (sorted) and its edges, with `hash_text` as the hash."""
+    con = duckdb.connect()
+    with row_hash(hash_text):
+        bind_flows(con, path, **kw)
+    got = sorted(con.table("flows").fetchall(), key=repr)
+    return got, edges.aggregate(con)
+
+
+def steps_of(path: Path) -> encodings.Plan:
+    rel = duckdb.connect().read_parquet(str(path))
+    return encodings.plan(dict(zip(rel.columns, rel.types, strict=True)))
+
+
+def nested_file(tmp: Path) -> Path:
+    return write(
+        tmp / "f.parquet",
+        rows(
+            2,
+            source_labels=pa.array([{"labels": ["a=1"]}, {"labels": ["b=2"]}], _STRUCT_LABELS),
+            dest_labels=pa.array([["x=1"], []], pa.list_(pa.string())),
+            dest_domains=pa.array([None, ["b.example"]], pa.list_(pa.string())),
+            policies=pa.array(
+                [{"enforced_policies": ["0|t|t.p|allow|0"], "pending_policies": []}] * 2,
+                _STRUCT_POLICIES,
+            ),
+        ),
+    )
+
+
+def test_nested_keys_are_the_list_struct_and_map_columns(tmp_path: Path) -> None:
+    steps = steps_of(nested_file(tmp_path))
+    assert encodings.nested_keys(steps) == NESTED
+    # the hourly activity reads no nested column; a column set without them has none either
+    assert encodings.nested_keys(steps, "hour") == ()
+    lean = frozenset({"start_time", "end_time", "rows", "dest_labels"})
+    assert encodings.nested_keys(steps, "day", lean) == ("dest_labels",)
+    # absent optional columns read no input column, so nothing to hash
+    bare = write(tmp_path / "bare.parquet", rows(1))
+    assert encodings.nested_keys(steps_of(bare)) == ()
+
+
+def test_a_grouping_by_hash_keys_on_the_hashes_and_only_of_nested_columns(
+    tmp_path: Path,
+) -> None:
+    steps = steps_of(nested_file(tmp_path))
+    plain = encodings.grouping(steps)
+    hashed = encodings.grouping(steps, hashed=frozenset({"policies", "dest_labels"}))
+    swapped = {"policies": "__hash_policies", "dest_labels": "__hash_dest_labels"}
+    assert hashed.keys == tuple(swapped.get(k, k) for k in plain.keys)
+    assert len(hashed.view) == len(plain.view)
+    with pytest.raises(ValueError, match="source_namespace"):
+        encodings.grouping(steps, hashed=frozenset({"source_namespace"}))
+    with pytest.raises(ValueError, match="dest_labels"):
+        encodings.grouping(steps, "hour", hashed=frozenset({"dest_labels"}))
+
+
+def test_lookups_keep_the_columns_whose_hashes_stand_for_one_value(tmp_path: Path) -> None:
+    """Under the length hash, the two source label sets ("a=1", "b=2") share a hash, and the
+    null domain list has a null one (a null hash counts as shared: it joins nothing); the
+    dest labels (lengths 5 and 2) and the policies (one value) do not. Only the latter are
+    grouped by hash, and the view is unchanged."""
+    path = nested_file(tmp_path)
+    con = duckdb.connect()
+    with row_hash(BY_LENGTH):
+        usable = pregroup.lookups(
+            con, lambda: con.read_parquet(str(path)), NESTED, "flowfence_test"
+        )
+    assert sorted(usable) == ["dest_labels", "policies"]
+    policies = con.table(usable["policies"]).fetchall()
+    assert [p[1] for p in policies] == [
+        {"enforced_policies": ["0|t|t.p|allow|0"], "pending_policies": []}
+    ]
+    # the rejected lookups are dropped, not left behind
+    tables = {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert tables == {"flowfence_test_dest_labels", "flowfence_test_policies"}
+    rows_, frame = view(path, None)
+    for weak in (BY_LENGTH, CONSTANT):
+        got = view(path, weak)
+        assert got[0] == rows_ and got[1].equals(frame)
+    assert len(rows_) == 2 and frame.height == 2
+    assert sorted(frame.get_column("source_labels").to_list()) == [["a=1"], ["b=2"]]
+    assert sorted(frame.get_column("dest_labels").to_list()) == [[], ["x=1"]]
+    assert sorted(frame.get_column("dest_domains").to_list()) == [[], ["b.example"]]
+
+
+_LABEL = st.sampled_from(["app=web", "app=api", "tier=1", "team=a", "x=", "-"])
+_LIST = st.one_of(st.none(), st.lists(_LABEL, max_size=3))
+_HIT = st.sampled_from(["0|t|t.p|allow|0", "0|t|t.q|deny|1", "1|__PROFILE__|kns.a|allow|0"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(
+            _LIST,
+            _LIST,
+            st.one_of(st.none(), st.lists(st.sampled_from(["A.example", "b.example ", "-"]))),
+            st.lists(_HIT, max_size=2),
+            st.sampled_from(["list", "struct", "map"]),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    hash_text=st.sampled_from([CONSTANT, BY_LENGTH]),
+    window=st.booleans(),
+)
+def test_grouping_by_hash_gives_the_view_grouping_by_value(
+    data: list[tuple[Any, ...]], hash_text: str, window: bool
+) -> None:
+    """Random nested keys (repeats, nulls, empty lists, every label encoding in its own
+    file, rows inside and outside a window): DuckDB's hash and the weak hashes (which force
+    some or all columns back to grouping by value) bind the same view and the same edges."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for encoding in ("list", "struct", "map"):
+            mine = [d for d in data if d[4] == encoding]
+            if not mine:
+                continue
+            n = len(mine)
+
+            def labels(values: list[Any], encoding: str = encoding) -> pa.Array:
+                if encoding == "list":
+                    return pa.array(values, pa.list_(pa.string()))
+                if encoding == "struct":
+                    wrapped = [None if v is None else {"labels": v} for v in values]
+                    return pa.array(wrapped, _STRUCT_LABELS)
+                pairs = [
+                    None if v is None else [tuple(x.split("=", 1)) for x in v if "=" in x]
+                    for v in values
+                ]
+                return pa.array(pairs, pa.map_(pa.string(), pa.string()))
+
+            starts = [T0 + timedelta(hours=d[5]) for d in mine]
+            cols = rows(
+                n,
+                start_time=pa.array(starts, pa.timestamp("us")),
+                end_time=pa.array([s + timedelta(minutes=5) for s in starts], pa.timestamp("us")),
+                source_labels=labels([d[0] for d in mine]),
+                dest_labels=labels([d[1] for d in mine]),
+                dest_domains=pa.array([d[2] for d in mine], pa.list_(pa.string())),
+                policies=pa.array([d[3] for d in mine], pa.list_(pa.string())),
+            )
+            write(root / f"{encoding}.parquet", cols)
+        kw: dict[str, Any] = {}
+        if window:
+            at = T0.replace(tzinfo=UTC)
+            kw = {"since": at + timedelta(hours=1), "until": at + timedelta(hours=3)}
+        expected = view(root, None, **kw)
+        got = view(root, hash_text, **kw)
+        assert got[0] == expected[0]
+        assert got[1].equals(expected[1])
