@@ -10,6 +10,8 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flowfence.calico.evaluate import Edge, Evaluator
 from flowfence.calico.hits import parse_hit
@@ -294,3 +296,29 @@ def test_markdown_keeps_untrusted_warnings_inert() -> None:
     assert "<img" not in text and "</details>" not in text and "@everyone" not in text
     assert "- &lt;/details&gt;&lt;img src=x onerror=alert(1)&gt; @\u200deveryone \\| " in text
     assert "\\[x\\](https://e.example) more" in text
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_report_does_not_depend_on_the_order_of_the_edges(
+    demo_edges: pl.DataFrame, seed: int
+) -> None:
+    """replay reads its edges unsorted (edges.aggregate(ordered=False)): any order of the same
+    edges gives the same report, also for listed edges tied on every field the report sorts by
+    (here: copies of the denied edges that differ only in their logged policies)."""
+    namespaces = load_namespaces(NAMESPACES)
+    policies = load_policies(POLICIES)
+    denied = replay.compute(demo_edges, policies, namespaces=namespaces).denied
+    assert denied
+    twins = demo_edges.filter(
+        pl.col("action") == "allow",
+        pl.col("reporter") == "src",
+        pl.col("source_namespace") == "shipping",
+    ).with_columns(pl.lit(["0|other|other.p|pass|0"]).alias("enforced_policies"))
+    frame = edges.conform(pl.concat([demo_edges, twins]))
+    expected = replay.compute(frame, policies, namespaces=namespaces)
+    assert len(expected.denied) > len(denied)
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+    assert replay.compute(shuffled, policies, namespaces=namespaces) == expected

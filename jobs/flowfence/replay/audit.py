@@ -30,6 +30,7 @@ from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint,
 from flowfence.calico.named_ports import NamedPorts
 from flowfence.calico.policies import Direction, PolicySet
 from flowfence.core.errors import ConfigError
+from flowfence.flows.edges import sort_by_key
 from flowfence.learn.exclude import BUILTIN_TIER_ORDERS
 from flowfence.replay import earlier
 
@@ -182,7 +183,9 @@ def compute(
         if v.undetermined
         or (v.action == "deny" and v.deciding and (tier is None or v.deciding.tier == tier))
     ]
-    marked = (
+    # In key order, so that listed edges tied on every field the report sorts by keep one
+    # order whatever order the edges came in (edges.aggregate(ordered=False)).
+    marked = sort_by_key(
         applies.with_columns(ids.alias("__class"), earlier.logged_trace())
         .filter(pl.col("__class").is_in(flagged))
     )  # fmt: skip
