@@ -192,11 +192,16 @@ date_trunc('hour', {col})
 CASE WHEN {type} = 'net' THEN {col} END
 
 -- section: row_hash
--- a list, struct or map key column as its 64-bit hash, for grouping (flows/hashed_keys.py): a
--- wide nested key makes every hash-table row wide and every comparison slow, and past DuckDB's
--- memory limit the whole pre-aggregation spills. The value is joined back per group from a
--- lookup of each hash to its value, checked to hold one value per hash.
+-- a nested key column (labels, domains, policies) as its 64-bit hash, for grouping
+-- (flows/pregroup.py): a wide nested key makes every hash-table row wide and every comparison
+-- slow, and past DuckDB's memory limit the whole pre-aggregation spills. The value is joined
+-- back per group from a lookup of each hash to its value, checked to hold one value per hash.
 hash({col})
+
+-- section: hash_found
+-- the filter after that join; {col} is the lookup's marker column, TRUE on its rows. A group
+-- whose hash found no value stops the query instead of reading its value as null.
+CASE WHEN {col} IS NULL THEN error('flows: a grouping hash has no value in its lookup') ELSE TRUE END
 
 -- section: group_first
 min({col})

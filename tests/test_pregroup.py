@@ -232,3 +232,38 @@ def test_grouping_by_hash_gives_the_view_grouping_by_value(
         got = view(root, hash_text, **kw)
         assert got[0] == expected[0]
         assert got[1].equals(expected[1])
+
+
+def test_a_hash_that_is_not_a_function_of_the_value_stops_the_bind(tmp_path: Path) -> None:
+    """A group whose hash has no value in the lookup (here the "hash" is random, so the
+    grouping's hashes are not the lookup's) fails the bind rather than binding the group with
+    null labels and policies, which normalise to empty ones."""
+    path = nested_file(tmp_path)
+    with pytest.raises(duckdb.Error, match="grouping hash has no value in its lookup"):
+        view(path, "CAST(random() * 1e15 AS UBIGINT)")
+
+
+def test_the_lookup_reads_the_window_only(tmp_path: Path) -> None:
+    """The lookup holds the (hash, value) pairs of the rows in the window: a value outside it
+    that shares a hash with one inside does not send the column back to grouping by value."""
+    starts = [T0, T0 + timedelta(days=2)]
+    path = write(
+        tmp_path / "f.parquet",
+        rows(
+            2,
+            start_time=pa.array(starts, pa.timestamp("us")),
+            end_time=pa.array([s + timedelta(minutes=5) for s in starts], pa.timestamp("us")),
+            source_labels=pa.array([["a=1"], ["b=2"]], pa.list_(pa.string())),
+        ),
+    )
+    at = T0.replace(tzinfo=UTC)
+    for since, hashed in ((None, False), (at - timedelta(hours=1), True)):
+        con = duckdb.connect()
+        until = None if since is None else at + timedelta(hours=1)
+        with row_hash(BY_LENGTH):
+            bind_flows(con, path, since=since, until=until)
+        tables = {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+        assert ("flowfence_flows_0_source_labels" in tables) is hashed
+        expected = [["a=1"]] if hashed else [["a=1"], ["b=2"]]
+        got = con.sql("SELECT source_labels FROM flows ORDER BY start_time").fetchall()
+        assert [r[0] for r in got] == expected

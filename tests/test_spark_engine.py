@@ -262,9 +262,9 @@ def test_input_errors_name_the_problem(spark: SparkSession, tmp_path: Path) -> N
 def test_every_normalising_fragment_translates_and_unknown_functions_are_refused() -> None:
     # The encoding tests above run most fragments on Spark; this keeps a fragment added to
     # sql/flows_normalise.sql from reaching Spark with a DuckDB-only function in it.
-    # row_hash keys DuckDB's pre-aggregation alone (flows/pregroup.py): Spark's view is per
-    # row, and Spark's hash() is another function, so it is refused rather than translated.
-    duckdb_only = {"empty", "row_hash"}
+    # row_hash and hash_found serve DuckDB's pre-aggregation alone (flows/pregroup.py): Spark's
+    # view is per row, and Spark's hash() is another function, so it is refused, not translated.
+    duckdb_only = {"empty", "row_hash", "hash_found"}
     fragments = {k: v for k, v in encodings.sections().items() if k not in duckdb_only}
     for name, text in fragments.items():
         spark_text = spark_sql.translate(text.replace("{col}", '"c"'))

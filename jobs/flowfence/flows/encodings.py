@@ -97,8 +97,9 @@ FLOWS_SCHEMA: tuple[tuple[str, str], ...] = (
     ("rows", "BIGINT"),
 )
 
-# Kinds whose raw columns hold lists, structs or maps: as GROUP BY keys of the pre-aggregation
-# they can be grouped on a hash (grouping's `hashed`).
+# Kinds whose raw columns hold lists, structs or maps (domains may also be one long string): as
+# GROUP BY keys of the pre-aggregation they are wide, so they can be grouped on a hash
+# (grouping's `hashed`).
 _NESTED: frozenset[str] = frozenset({"labels", "domains", "policies"})
 
 # Measures of a view row: how the per-row values combine when raw rows are grouped.
@@ -346,7 +347,7 @@ def grouping(
 
     hashed: raw key columns (of `nested_keys`) grouped on their hash (`hash_key`) instead of
     their value; the view then reads the raw column from a join the caller adds between
-    `measures` and `view`, on a lookup of each hash to its one value (hashed_keys.py)."""
+    `measures` and `view`, on a lookup of each hash to its one value (pregroup.py)."""
     steps = _kept(steps, grain, columns)
     if stray := hashed - set(nested_keys(steps)):
         raise ValueError(f"only nested key columns can be hashed, not {sorted(stray)}")

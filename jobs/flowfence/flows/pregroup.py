@@ -44,6 +44,9 @@ class Window:
 
 _GLOB = re.compile(r"([\[*?])")
 
+Rel = duckdb.DuckDBPyRelation
+_TIMES = ("start_time", "end_time")
+
 Groups = dict[tuple[encodings.Plan, tuple[str, ...]], list[str]]
 
 
@@ -66,30 +69,24 @@ def relation(
     nested values joined back, then the normalising fragments once per group. `prefix` names
     the lookup tables (temporary tables of this connection, `<prefix>_<group>_<column>`)."""
     rel: duckdb.DuckDBPyRelation | None = None
-    start, end = duckdb.ColumnExpression("start_time"), duckdb.ColumnExpression("end_time")
     for index, ((steps, _), files) in enumerate(groups.items()):
         patterns = [pattern(f) for f in files]
 
-        def read(patterns: list[str] = patterns) -> duckdb.DuckDBPyRelation:
-            return con.read_parquet(patterns, hive_partitioning=False)
+        def read(patterns: list[str] = patterns, steps: encodings.Plan = steps) -> Rel:
+            return _in_window(con.read_parquet(patterns, hive_partitioning=False), steps, window)
 
         nested = encodings.nested_keys(steps, grain, columns)
         tables = lookups(con, read, nested, f"{prefix}_{index}")
         plan = encodings.grouping(steps, grain, columns, frozenset(tables))
-        part = read().select(*plan.rows)
-        if window.lo is not None:
-            part = part.filter(end >= duckdb.ConstantExpression(window.lo))
-        if window.hi is not None:
-            part = part.filter(start < duckdb.ConstantExpression(window.hi))
-        if window.end_before is not None:
-            part = part.filter(end < duckdb.ConstantExpression(window.end_before))
         keys = ", ".join(f'"{k}"' for k in plan.keys)
-        part = part.aggregate(list(plan.measures), keys)
+        part = read().select(*plan.rows).aggregate(list(plan.measures), keys)
         for column, table in sorted(tables.items()):
-            # Left: a group whose hash the lookup lacked would keep its row (and fail the
-            # normalising select's types loudly) rather than vanish; the lookup reads the same
-            # files without the window, so it holds every hash a group can have.
             part = part.join(con.table(table), encodings.hash_key(column), how="left")
+            # A group whose hash has no value in the lookup (the hash was not a function of
+            # the value, or a file changed between the reads) stops the bind: read as null,
+            # its labels or policies would silently become empty.
+            found = encodings.fragment("hash_found", _found(column))
+            part = part.filter(duckdb.SQLExpression(found))
         part = part.select(*plan.view)
         rel = part if rel is None else rel.union(part)
     schema = encodings.view_schema(encodings.bound_columns(grain, columns))
@@ -103,15 +100,35 @@ def relation(
     return rel
 
 
+def _in_window(rel: Rel, steps: encodings.Plan, window: Window) -> Rel:
+    """The raw rows of `rel` in `window`, compared on the plan's normalised times."""
+    times = {out: encodings.fragment(s, c) for out, s, c in steps if out in _TIMES}
+    start = duckdb.SQLExpression(times["start_time"])
+    end = duckdb.SQLExpression(times["end_time"])
+    if window.lo is not None:
+        rel = rel.filter(end >= duckdb.ConstantExpression(window.lo))
+    if window.hi is not None:
+        rel = rel.filter(start < duckdb.ConstantExpression(window.hi))
+    if window.end_before is not None:
+        rel = rel.filter(end < duckdb.ConstantExpression(window.end_before))
+    return rel
+
+
+def _found(column: str) -> str:
+    # The lookup's marker column: TRUE on each of its rows, NULL after a join that missed.
+    return f"__found_{column}"
+
+
 def lookups(
     con: duckdb.DuckDBPyConnection,
-    read: Callable[[], duckdb.DuckDBPyRelation],
+    read: Callable[[], Rel],
     columns: Sequence[str],
     prefix: str,
 ) -> dict[str, str]:
     """For each raw column of `columns`, the distinct (hash, value) pairs of the rows `read`
-    gives, as temporary table `<prefix>_<column>`; returns {column: table} for the columns whose
-    every hash stands for one value (the others are left to group on their value)."""
+    gives (the same rows the grouping reads), as temporary table `<prefix>_<column>` with a
+    marker column; returns {column: table} for the columns whose every hash stands for one
+    value (the others are left to group on their value)."""
     usable: dict[str, str] = {}
     for column in columns:
         table = f"{prefix}_{column}"
@@ -119,6 +136,7 @@ def lookups(
         pairs = read().select(
             duckdb.SQLExpression(encodings.fragment("row_hash", column)).alias(name),
             duckdb.ColumnExpression(column),
+            duckdb.ConstantExpression(True).alias(_found(column)),
         )
         staged = f"{table}_staged"
         con.register(staged, pairs.distinct())

@@ -12,12 +12,14 @@ connection (no httpfs download). In an ingest store, the files of inputs its man
 commit yet are left out (core/ingest_commits.py): a run never reads rows an interrupted ingest
 is about to delete.
 
-The view is pre-aggregated (encodings.grouping): raw rows in the window are grouped on their
-raw key columns and UTC day, the normalising fragments run once per group, and the column
-`rows` says how many raw rows a view row stands for (count them as sum(rows)). Binding reads
-the files once into a temporary table, about one row per edge and day, which every query
-after it reads. The hourly activity has its own narrow view, `flows_hourly`. A caller that
-runs the edge query alone binds only its columns (`columns=encodings.EDGE_COLUMNS`).
+The view is pre-aggregated (encodings.grouping, pregroup.py): raw rows in the window are
+grouped on their raw key columns (the list and struct ones by a checked hash) and UTC day, the
+normalising fragments run once per group, and the column `rows` says how many raw rows a view
+row stands for (count them as sum(rows)). Binding materialises a temporary table, about one
+row per edge and day, which every query after it reads; the files are read by it and by the
+small lookups of the hashed columns, never by the queries. The hourly activity has its own
+narrow view, `flows_hourly`. A caller that runs the edge query alone binds only its columns
+(`columns=encodings.EDGE_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -246,8 +248,8 @@ def _bind(
     columns: frozenset[str] | None = None,
 ) -> None:
     """Materialise the pre-aggregated rows (one per raw key and day) as a temporary table and
-    bind it as `view`: the files are read once, however many queries follow; a large table
-    spills to DuckDB's temp_directory like any other. The hourly activity view (`view`
+    bind it as `view`: the files are read at bind time, however many queries follow; a large
+    table spills to DuckDB's temp_directory like any other. The hourly activity view (`view`
     + "_hourly", a few columns per hour) is bound lazily: its one query reads the files'
     few columns it needs, cheaper than grouping every key per hour. `columns`: the view
     columns to bind (encodings.view_schema), all when None."""
