@@ -40,6 +40,14 @@ class Endpoint:
         )
 
 
+# The columns of an EDGE_SCHEMA row that Edge.from_row reads: all that evaluation sees of it.
+ENDPOINT_FIELDS = ("type", "namespace", "name_aggr", "ip", "labels")
+EDGE_FIELDS: tuple[str, ...] = (
+    *(f"{side}_{field}" for side in ("source", "dest") for field in ENDPOINT_FIELDS),
+    "dest_port", "proto", "dest_service_namespace", "dest_service_name", "dest_domains",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Edge:
     source: Endpoint

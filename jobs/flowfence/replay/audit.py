@@ -29,12 +29,14 @@ from flowfence.calico import vector_eval
 from flowfence.calico.evaluate import LOCAL_TYPES, PROFILE_TIER, Edge, Endpoint, Evaluator, Hit
 from flowfence.calico.named_ports import NamedPorts
 from flowfence.calico.policies import Direction, PolicySet
+from flowfence.calico.verdict import EDGE_FIELDS
 from flowfence.core.errors import ConfigError
 from flowfence.flows.edges import sort_by_key
 from flowfence.learn.exclude import BUILTIN_TIER_ORDERS
 from flowfence.replay import earlier
 
 _DIRECTION: dict[str, Direction] = {"src": "egress", "dst": "ingress"}
+_ROW = "__edge"  # row number in the edges frame
 
 
 @dataclass(frozen=True)
@@ -154,15 +156,23 @@ def compute(
         for p in t.policies:
             if tier is None or t.name == tier:
                 tallies[(t.name, p.hit_name, False)] = _Counter()
-    allowed = edges.filter(pl.col("action") == "allow")
+    allowed = pl.col("action") == "allow"
+    direction = pl.col("reporter").replace_strict(_DIRECTION, default=None)
     local_type = (
         pl.when(pl.col("reporter") == "src")
         .then(pl.col("source_type"))
         .otherwise(pl.col("dest_type"))
     )
-    applies = allowed.with_columns(
-        pl.col("reporter").replace_strict(_DIRECTION, default=None).alias("direction")
-    ).filter(pl.col("direction").is_not_null() & local_type.is_in(sorted(LOCAL_TYPES)))
+    # Only what evaluation and the tallies read, not the policy traces (the widest columns):
+    # every copy the evaluation makes of its frame is a copy of these. The listed edges are
+    # taken whole from `edges` by row number afterwards.
+    applies = (
+        edges.lazy()
+        .with_row_index(_ROW)
+        .filter(allowed & direction.is_not_null() & local_type.is_in(sorted(LOCAL_TYPES)))
+        .select(_ROW, *EDGE_FIELDS, "flows", "bytes", direction.alias("direction"))
+        .collect()
+    )
     # The evaluator's verdict per edge, computed per distinct part (vector_eval.py).
     ids, verdicts = vector_eval.verdicts(evaluator, applies)
     per_class = (
@@ -183,12 +193,16 @@ def compute(
         if v.undetermined
         or (v.action == "deny" and v.deciding and (tier is None or v.deciding.tier == tier))
     ]
+    picked = applies.select(_ROW, "direction", ids.alias("__class")).filter(
+        pl.col("__class").is_in(flagged)
+    )
     # In key order, so that listed edges tied on every field the report sorts by keep one
     # order whatever order the edges came in (edges.aggregate(ordered=False)).
     marked = sort_by_key(
-        applies.with_columns(ids.alias("__class"), earlier.logged_trace())
-        .filter(pl.col("__class").is_in(flagged))
-    )  # fmt: skip
+        edges[picked.get_column(_ROW)].with_columns(
+            picked.get_column("direction"), picked.get_column("__class"), earlier.logged_trace()
+        )
+    )
     orders = {**(BUILTIN_TIER_ORDERS if tier_orders is None else tier_orders)}
     for t in policies.tiers:
         orders.setdefault(t.name, t.order)
@@ -215,7 +229,8 @@ def compute(
             decided_earlier.append(replace(entry, decided_by=first.hit))
         else:
             denied.append(entry)
-    allowed_edges, evaluated = allowed.height, applies.height
+    allowed_edges = int(edges.select(allowed.sum()).item()) if edges.height else 0
+    evaluated = applies.height
     flows_total = int(applies.get_column("flows").sum()) if evaluated else 0
     bytes_total = int(applies.get_column("bytes").sum()) if evaluated else 0
     for listed in (denied, undetermined, decided_earlier):
