@@ -10,21 +10,20 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sources import T0, required, write
 
 from flowfence.flows import edges, encodings, pregroup
 from flowfence.flows.sources import bind_flows
 
-T0 = datetime(2024, 3, 1, 10, 0)
 NESTED = ("dest_domains", "dest_labels", "policies", "source_labels")
 _STRUCT_LABELS = pa.struct([("labels", pa.list_(pa.string()))])
 _STRUCT_POLICIES = pa.struct(
@@ -37,28 +36,8 @@ BY_LENGTH = "CAST(length(CAST({col} AS VARCHAR)) AS UBIGINT)"
 
 
 def rows(n: int, **over: Any) -> dict[str, Any]:
-    cols: dict[str, Any] = {
-        "start_time": pa.array([T0 + timedelta(minutes=i) for i in range(n)], pa.timestamp("us")),
-        "end_time": pa.array([T0 + timedelta(minutes=i + 1) for i in range(n)], pa.timestamp("us")),
-        "source_type": ["wep"] * n,
-        "source_namespace": ["shop"] * n,
-        "source_name_aggr": ["web-*"] * n,
-        "dest_type": ["wep"] * n,
-        "dest_namespace": ["db"] * n,
-        "dest_name_aggr": ["pg-*"] * n,
-        "dest_port": pa.array([5432] * n, pa.int32()),
-        "proto": ["tcp"] * n,
-        "action": ["allow"] * n,
-        "reporter": ["src"] * n,
-        "num_flows": pa.array(range(1, n + 1), pa.int64()),
-    }
-    cols.update(over)
-    return cols
-
-
-def write(path: Path, cols: dict[str, Any]) -> Path:
-    pq.write_table(pa.table(cols), path)
-    return path
+    """test_sources.required's rows, all on one port: rows with equal nested values merge."""
+    return required(n, **{"dest_port": pa.array([5432] * n, pa.int32()), **over})
 
 
 @contextmanager
