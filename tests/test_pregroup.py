@@ -40,28 +40,31 @@ def rows(n: int, **over: Any) -> dict[str, Any]:
     return required(n, **{"dest_port": pa.array([5432] * n, pa.int32()), **over})
 
 
+VALUE, HASH = "value", "hash"  # group by value always; by DuckDB's hash always
+
+
 @contextmanager
-def row_hash(text: str | None) -> Iterator[None]:
-    """Bind with `text` as the row_hash fragment ({col}: the raw column); None: DuckDB's."""
-    if text is None:
-        yield
-        return
+def row_hash(mode: str) -> Iterator[None]:
+    """Bind grouping nested keys by VALUE, by DuckDB's HASH, or by `mode` as the row_hash
+    fragment ({col}: the raw column); the last two whatever the sample of keys says."""
     real = encodings.fragment
 
     def fragment(section: str, column: str | None) -> str:
         if section == "row_hash":
-            return text.replace("{col}", f'"{column}"')
+            return mode.replace("{col}", f'"{column}"')
         return real(section, column)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(encodings, "fragment", fragment)
+        mp.setattr(pregroup, "HASH_FROM", 2**62 if mode == VALUE else 0)
+        if mode not in (VALUE, HASH):
+            mp.setattr(encodings, "fragment", fragment)
         yield
 
 
-def view(path: Path, hash_text: str | None, **kw: Any) -> tuple[list[tuple[Any, ...]], Any]:
-    """The bound view's rows (sorted) and its edges, with `hash_text` as the hash."""
+def view(path: Path, mode: str, **kw: Any) -> tuple[list[tuple[Any, ...]], Any]:
+    """The bound view's rows (sorted) and its edges, grouped as `mode` says (row_hash)."""
     con = duckdb.connect()
-    with row_hash(hash_text):
+    with row_hash(mode):
         bind_flows(con, path, **kw)
     got = sorted(con.table("flows").fetchall(), key=repr)
     return got, edges.aggregate(con)
@@ -134,8 +137,8 @@ def test_lookups_keep_the_columns_whose_hashes_stand_for_one_value(tmp_path: Pat
     # the rejected lookups are dropped, not left behind
     tables = {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert tables == {"flowfence_test_dest_labels", "flowfence_test_policies"}
-    rows_, frame = view(path, None)
-    for weak in (BY_LENGTH, CONSTANT):
+    rows_, frame = view(path, VALUE)
+    for weak in (HASH, BY_LENGTH, CONSTANT):
         got = view(path, weak)
         assert got[0] == rows_ and got[1].equals(frame)
     assert len(rows_) == 2 and frame.height == 2
@@ -163,15 +166,16 @@ _HIT = st.sampled_from(["0|t|t.p|allow|0", "0|t|t.q|deny|1", "1|__PROFILE__|kns.
         min_size=1,
         max_size=12,
     ),
-    hash_text=st.sampled_from([CONSTANT, BY_LENGTH]),
+    hash_text=st.sampled_from([HASH, CONSTANT, BY_LENGTH]),
     window=st.booleans(),
 )
 def test_grouping_by_hash_gives_the_view_grouping_by_value(
     data: list[tuple[Any, ...]], hash_text: str, window: bool
 ) -> None:
     """Random nested keys (repeats, nulls, empty lists, every label encoding in its own
-    file, rows inside and outside a window): DuckDB's hash and the weak hashes (which force
-    some or all columns back to grouping by value) bind the same view and the same edges."""
+    file, rows inside and outside a window): grouping by DuckDB's hash or by the weak ones
+    (which send some or all columns back to their values) binds the view and the edges that
+    grouping by value binds."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for encoding in ("list", "struct", "map"):
@@ -207,7 +211,7 @@ def test_grouping_by_hash_gives_the_view_grouping_by_value(
         if window:
             at = T0.replace(tzinfo=UTC)
             kw = {"since": at + timedelta(hours=1), "until": at + timedelta(hours=3)}
-        expected = view(root, None, **kw)
+        expected = view(root, VALUE, **kw)
         got = view(root, hash_text, **kw)
         assert got[0] == expected[0]
         assert got[1].equals(expected[1])
@@ -246,3 +250,28 @@ def test_the_lookup_reads_the_window_only(tmp_path: Path) -> None:
         expected = [["a=1"]] if hashed else [["a=1"], ["b=2"]]
         got = con.sql("SELECT source_labels FROM flows ORDER BY start_time").fetchall()
         assert [r[0] for r in got] == expected
+
+
+def test_nested_keys_are_hashed_only_when_a_sample_holds_many_keys(tmp_path: Path) -> None:
+    """The first SAMPLE_ROWS rows decide: HASH_FROM distinct keys or more there, and the
+    nested columns are grouped by hash (their lookups exist), fewer and they are grouped by
+    value. Both bind the same view."""
+    labels = pa.array([["a=1"], ["a=1"], ["b=2"], ["c=3"]], pa.list_(pa.string()))
+    path = write(tmp_path / "f.parquet", rows(4, source_labels=labels))
+
+    def bound(hash_from: int, sample: int) -> tuple[bool, list[Any]]:
+        con = duckdb.connect()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pregroup, "HASH_FROM", hash_from)
+            mp.setattr(pregroup, "SAMPLE_ROWS", sample)
+            bind_flows(con, path)
+        tables = {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+        got = con.sql("SELECT source_labels, rows FROM flows ORDER BY 1").fetchall()
+        return "flowfence_flows_0_source_labels" in tables, got
+
+    expected = [(["a=1"], 2), (["b=2"], 1), (["c=3"], 1)]
+    assert bound(3, 4) == (True, expected)  # 3 distinct keys in the 4 rows sampled
+    assert bound(4, 4) == (False, expected)
+    assert bound(3, 2) == (False, expected)  # the first 2 rows hold one key
+    # the defaults: a few keys are grouped by value
+    assert bound(pregroup.HASH_FROM, pregroup.SAMPLE_ROWS) == (False, expected)
