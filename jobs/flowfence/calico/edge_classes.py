@@ -27,11 +27,10 @@ from flowfence.calico.address_class import class_key, parse_ip
 from flowfence.calico.evaluate import Evaluator
 from flowfence.calico.policies import Direction
 from flowfence.calico.policy_rules import IPNetwork
-from flowfence.calico.verdict import Edge, Endpoint
+from flowfence.calico.verdict import EDGE_SCALARS, ENDPOINT_FIELDS, Edge, Endpoint
 
-_SIDE_COLUMNS = ("type", "namespace", "name_aggr", "ip", "labels")
-_EDGE_COLUMNS = ("proto", "dest_port", "dest_service_namespace", "dest_service_name",
-                 "dest_domains")  # fmt: skip
+_SIDE_COLUMNS = ENDPOINT_FIELDS
+_EDGE_COLUMNS = EDGE_SCALARS
 CLASS = "__class"
 
 

@@ -36,9 +36,17 @@ from flowfence.calico.policy_rules import (
     flow_protocol,
 )
 from flowfence.calico.vector_sides import SIDE, Entity
-from flowfence.calico.verdict import PROFILE_TIER, Edge, Endpoint, Hit, HitAction, Verdict
+from flowfence.calico.verdict import (
+    ENDPOINT_FIELDS,
+    PROFILE_TIER,
+    Edge,
+    Endpoint,
+    Hit,
+    HitAction,
+    Verdict,
+)
 
-_COLUMNS = ("type", "namespace", "name_aggr", "ip", "labels")
+_COLUMNS = ENDPOINT_FIELDS
 # The edge columns each part of a rule reads (the remote side's id for the remote entity).
 _PARTS = (
     [SIDE],

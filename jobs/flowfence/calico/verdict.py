@@ -40,12 +40,15 @@ class Endpoint:
         )
 
 
-# The columns of an EDGE_SCHEMA row that Edge.from_row reads: all that evaluation sees of it.
+# The columns of an EDGE_SCHEMA row that Edge.from_row reads, all that evaluation sees of it:
+# each side's ENDPOINT_FIELDS (`source_type`, `dest_labels`, ...) and the EDGE_SCALARS.
 ENDPOINT_FIELDS = ("type", "namespace", "name_aggr", "ip", "labels")
+EDGE_SCALARS = ("proto", "dest_port", "dest_service_namespace", "dest_service_name",
+                "dest_domains")  # fmt: skip
 EDGE_FIELDS: tuple[str, ...] = (
     *(f"{side}_{field}" for side in ("source", "dest") for field in ENDPOINT_FIELDS),
-    "dest_port", "proto", "dest_service_namespace", "dest_service_name", "dest_domains",
-)  # fmt: skip
+    *EDGE_SCALARS,
+)
 
 
 @dataclass(frozen=True)
